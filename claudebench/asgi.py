@@ -1,0 +1,78 @@
+"""The top-level ASGI router (DESIGN.md): machine surfaces beside Django.
+
+  /rpc, /rpc/batch, handler REST routes, /, /routes, /handlers, /schemas/…  → transport app
+  /admin/, /dashboard/, /api/, /static/                                      → Django
+  lifespan                                                                   → our start-up/shutdown
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "claudebench.settings")
+
+from django.core.asgi import get_asgi_application
+
+django_app = get_asgi_application()
+
+from claudebench.core import pg, registry, scripts, triggers  # noqa: E402
+from claudebench.core.redis import close_redis, get_redis  # noqa: E402
+from claudebench.transport.app import app as transport_app  # noqa: E402
+
+log = logging.getLogger("claudebench.asgi")
+
+DJANGO_PREFIXES = ("/admin", "/dashboard", "/api", "/static")
+
+
+class Lifespan:
+    """Start-up: load handlers and Lua scripts, start the trigger listener. Shutdown: stop them."""
+
+    def __init__(self) -> None:
+        self.stop = asyncio.Event()
+        self.tasks: list[asyncio.Task] = []
+
+    async def startup(self) -> None:
+        registry.load()
+        await scripts.preload(get_redis())
+        self.tasks.append(asyncio.create_task(triggers.listen(self.stop)))
+
+    async def shutdown(self) -> None:
+        self.stop.set()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 5)
+        await pg.close_pool()
+        await close_redis()
+
+
+async def lifespan(scope, receive, send) -> None:
+    state = Lifespan()
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                await state.startup()
+            except Exception as exc:
+                log.exception("start-up failed")
+                await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await state.shutdown()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def application(scope, receive, send) -> None:
+    kind = scope["type"]
+    if kind == "lifespan":
+        await lifespan(scope, receive, send)
+        return
+    path = scope.get("path", "")
+    if kind == "http" and not path.startswith(DJANGO_PREFIXES):
+        await transport_app(scope, receive, send)
+        return
+    await django_app(scope, receive, send)

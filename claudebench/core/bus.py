@@ -1,0 +1,83 @@
+"""Event bus publish path (SPEC §4.1–4.2): one envelope, written to its stream and published on
+its bare-type channel, exactly once per event id.
+
+The subscriber side (durable consumer groups, retries, dead letters) lives in events/.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from django.conf import settings
+
+from claudebench.core import keys, scripts
+from claudebench.core.clock import event_id as new_event_id
+from claudebench.core.clock import now_ms
+from claudebench.core.redis import get_redis
+
+log = logging.getLogger("claudebench.core.bus")
+
+
+def envelope(
+    event_type: str, payload: Any, metadata: dict[str, Any] | None = None, *,
+    id: str | None = None, timestamp: int | None = None,
+) -> dict[str, Any]:
+    """The wire envelope: {id, type, payload, metadata?, timestamp} (SPEC §4.1)."""
+    ts = now_ms() if timestamp is None else timestamp
+    env: dict[str, Any] = {"id": id or new_event_id(ts), "type": event_type, "payload": payload}
+    if metadata is not None:
+        env["metadata"] = metadata
+    env["timestamp"] = ts
+    return env
+
+
+async def publish(
+    event_type: str, payload: Any, metadata: dict[str, Any] | None = None, *,
+    id: str | None = None, correlation_id: str | None = None, partition_key: str | None = None,
+) -> str:
+    """Publish one event; returns its id. A repeated id is dropped silently (SPEC §4.2 step 2)."""
+    if correlation_id is not None:
+        metadata = {**(metadata or {}), "correlationId": correlation_id}
+    if partition_key is not None:
+        metadata = {**(metadata or {}), "partitionKey": partition_key}
+    env = envelope(event_type, payload, metadata, id=id)
+    body = orjson.dumps(env).decode()
+    r = get_redis()
+    delivered, _ = await scripts.exactly_once_delivery(
+        r, event_id=env["id"], event_type=event_type, envelope=body,
+        maxlen=settings.CB_STREAM_MAXLEN, stream_ttl_s=settings.CB_STREAM_TTL_S,
+        marker_ttl_s=settings.CB_PROCESSED_EVENT_TTL_S,
+    )
+    if not delivered:
+        log.info("duplicate event %s (%s) dropped", env["id"], event_type)
+        return env["id"]
+    if partition_key is not None:
+        await scripts.partition_event(
+            r, partition_key=partition_key, event_id=env["id"], now_ms=env["timestamp"], envelope=body
+        )
+    return env["id"]
+
+
+async def record_request(event: str, payload: Any, *, client_id: str | None) -> None:
+    """Append the request record of one handler call to `cb:stream:{event}` (SPEC §3.2 step 3).
+
+    Marked `kind: request` so replay tools and consumers never mistake it for a domain event and
+    never re-execute it (SPEC §4.7).
+    """
+    metadata: dict[str, Any] = {"kind": "request"}
+    if client_id:
+        metadata["clientId"] = client_id
+    body = orjson.dumps(envelope(event, payload, metadata)).decode()
+    stream = keys.stream(event)
+    async with get_redis().pipeline(transaction=False) as pipe:
+        pipe.xadd(stream, {"data": body}, maxlen=settings.CB_STREAM_MAXLEN, approximate=True)
+        pipe.expire(stream, settings.CB_STREAM_TTL_S)
+        await pipe.execute()
+
+
+async def recent(event_type: str, limit: int = 100) -> list[dict[str, Any]]:
+    """Newest-first envelopes of one stream (SPEC §4.3 getEvents)."""
+    entries = await get_redis().xrevrange(keys.stream(event_type), count=limit)
+    return [orjson.loads(fields["data"]) for _, fields in entries if "data" in fields]

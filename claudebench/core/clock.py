@@ -1,0 +1,40 @@
+"""Time and id helpers: epoch milliseconds, ISO strings, event ids (SPEC conventions, §18.4)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from datetime import UTC, datetime
+
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def iso_ms(ms: int) -> str:
+    """ISO-8601 UTC with millisecond precision and a trailing Z: 2025-01-20T10:30:00.000Z."""
+    seconds, millis = divmod(ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def dt_from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def ms_from_dt(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def random_base36(length: int) -> str:
+    return "".join(secrets.choice(_BASE36) for _ in range(length))
+
+
+def event_id(ms: int | None = None) -> str:
+    """`evt-<epoch-ms>-<9 base36>`: 46 bits of randomness per millisecond (SPEC §18.4)."""
+    return f"evt-{now_ms() if ms is None else ms}-{random_base36(9)}"

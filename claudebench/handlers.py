@@ -1,0 +1,1 @@
+"""Small utility domains (config.*, docs.*) arrive with their issues."""

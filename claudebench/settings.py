@@ -1,0 +1,129 @@
+"""Django settings for ClaudeBench, all from environment variables (README lists them)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from claudebench import embedded
+from claudebench.env import env_bool, env_database, env_int, env_list, env_str, env_url
+
+BASE_DIR = embedded.BASE_DIR
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY", "claudebench-insecure-development-key-set-SECRET_KEY-in-production")
+HOST = env_str("HOST", "127.0.0.1")
+PORT = env_int("PORT", 3000, minimum=1, maximum=65535)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+CORS_ORIGIN = env_str("CORS_ORIGIN", "http://localhost:3001")
+
+# SPEC §13 / §18.5: one id per server, fixed by the supervisor and shared by every process.
+INSTANCE_ID = env_str("INSTANCE_ID", f"worker-{int(time.time() * 1000)}")
+INSTANCE_ROLE = env_str("INSTANCE_ROLE", "worker")
+
+DATABASES = {"default": env_database("DATABASE_URL", embedded.DATABASE_URL)}
+REDIS_URL = env_url("REDIS_URL", embedded.REDIS_URL, schemes=("redis", "rediss", "unix"))
+CB_USES_EMBEDDED_POSTGRES = not os.environ.get("DATABASE_URL")
+CB_USES_EMBEDDED_REDIS = not os.environ.get("REDIS_URL")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "channels",
+    "claudebench.apps.ClaudeBenchConfig",
+    "events",
+    "tasks",
+    "instances",
+    "hooks",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "claudebench.urls"
+ASGI_APPLICATION = "claudebench.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = embedded.DATA_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "cb:channels"},
+    }
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# --- ClaudeBench knobs (SPEC §13); names carry their unit ---------------------------------------
+CB_HANDLER_MODULES = [
+    "tasks.handlers",
+    "hooks.handlers",
+    "instances.handlers",
+    "claudebench.handlers",
+]
+CB_ENABLE_TEST_HANDLERS = env_bool("CB_ENABLE_TEST_HANDLERS", False)
+CB_STREAM_MAXLEN = env_int("CB_STREAM_MAXLEN", 10_000, minimum=1)
+CB_STREAM_TTL_S = env_int("CB_STREAM_TTL", 86_400, minimum=1)
+CB_PROCESSED_EVENT_TTL_S = env_int("CB_PROCESSED_EVENT_TTL", 86_400, minimum=1)
+CB_MAX_BODY_BYTES = env_int("CB_MAX_BODY_BYTES", 10 * 1024 * 1024, minimum=1024)
+CB_MAX_BATCH_LENGTH = env_int("CB_MAX_BATCH_LENGTH", 1000, minimum=1)
+CB_HEARTBEAT_TIMEOUT_MS = env_int("HEALTH_HEARTBEAT_TIMEOUT", 30_000, minimum=100)
+CB_HEALTH_CHECK_INTERVAL_MS = env_int("HEALTH_CHECK_INTERVAL", 5_000, minimum=50)
+CB_PG_POOL_MIN = env_int("CB_PG_POOL_MIN", 2, minimum=1)
+CB_PG_POOL_MAX = env_int("CB_PG_POOL_MAX", 10, minimum=1)
+CB_REDIS_MAX_CONNECTIONS = env_int("CB_REDIS_MAX_CONNECTIONS", 64, minimum=2)
+CB_HYDRATE_ON_START = env_bool("CB_HYDRATE_ON_START", True)
+CB_WEB_WORKERS = env_int("CB_WEB_WORKERS", 2, minimum=1)
+CB_OPERATOR_USERNAME = env_str("CB_OPERATOR_USERNAME", "operator")
+CB_OPERATOR_PASSWORD = env_str("CB_OPERATOR_PASSWORD", "")
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+}

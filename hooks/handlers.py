@@ -1,0 +1,1 @@
+"""Hook handlers (hook.*) arrive with the hooks issue."""

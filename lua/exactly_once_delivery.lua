@@ -1,0 +1,16 @@
+-- lua/exactly_once_delivery.lua: publish one event exactly once, on both transports.
+-- KEYS[1] cb:processed:event:{id} (string marker)   KEYS[2] cb:duplicates:prevented (counter)
+-- KEYS[3] cb:stream:{type} (stream)
+-- ARGV[1] event id   ARGV[2] envelope JSON   ARGV[3] pub/sub channel (the bare event type)
+-- ARGV[4] approximate stream MAXLEN   ARGV[5] stream TTL, seconds   ARGV[6] marker TTL, seconds
+-- Returns {0, stream entry id} when delivered, {1, duplicates prevented so far} for a duplicate.
+-- One marker key per id with its own expiry (SPEC §4.6), so the store stays bounded.
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[6]) then
+  local count = redis.call('INCR', KEYS[2])
+  redis.call('EXPIRE', KEYS[2], 3600)
+  return {1, count}
+end
+local entry = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'data', ARGV[2])
+redis.call('EXPIRE', KEYS[3], ARGV[5])
+redis.call('PUBLISH', ARGV[3], ARGV[2])
+return {0, entry}
