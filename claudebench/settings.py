@@ -86,8 +86,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "cb:channels"},
+        # The core layer, not pubsub: runworker's named channels need queued, one-consumer delivery.
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "cb:channels", "channel_capacity": {"cb-background*": 10_000}},
     }
 }
 
@@ -106,6 +107,7 @@ CB_HANDLER_MODULES = [
     "hooks.handlers",
     "instances.handlers",
     "claudebench.handlers",
+    "events.handlers",
 ]
 CB_ENABLE_TEST_HANDLERS = env_bool("CB_ENABLE_TEST_HANDLERS", False)
 CB_STREAM_MAXLEN = env_int("CB_STREAM_MAXLEN", 10_000, minimum=1)
@@ -122,6 +124,30 @@ CB_HYDRATE_ON_START = env_bool("CB_HYDRATE_ON_START", True)
 CB_WEB_WORKERS = env_int("CB_WEB_WORKERS", 2, minimum=1)
 CB_OPERATOR_USERNAME = env_str("CB_OPERATOR_USERNAME", "operator")
 CB_OPERATOR_PASSWORD = env_str("CB_OPERATOR_PASSWORD", "")
+
+# --- event bus: durable subscribers, consume_streams, background workers (issue 8) ---------------
+# SPEC §13/§14: the bus adapter (redis in production, memory for single-process use and unit tests).
+EVENT_BUS_ADAPTER = env_str("EVENT_BUS_ADAPTER", "redis")
+EVENT_BUS_DEFAULT_MAX_RETRIES = env_int("EVENT_BUS_DEFAULT_MAX_RETRIES", 3, minimum=1)
+EVENT_BUS_DEFAULT_USE_DLQ = env_bool("EVENT_BUS_DEFAULT_USE_DLQ", False)
+EVENT_BUS_MEMORY_MAX_HISTORY = env_int("EVENT_BUS_MEMORY_MAX_HISTORY", 1000, minimum=1)
+CB_SUBSCRIPTION_MODULES = env_list("CB_SUBSCRIPTION_MODULES", ["events.subscribers"])
+CB_BUS_RETRY_DELAY_MS = env_int("CB_BUS_RETRY_DELAY_MS", 1000, minimum=0)
+CB_BUS_BLOCK_MS = env_int("CB_BUS_BLOCK_MS", 1000, minimum=1)
+CB_BUS_DISCOVER_INTERVAL_MS = env_int("CB_BUS_DISCOVER_INTERVAL_MS", 5000, minimum=10)
+CB_BUS_CLAIM_INTERVAL_MS = env_int("CB_BUS_CLAIM_INTERVAL_MS", 5000, minimum=10)
+CB_BUS_CLAIM_IDLE_MS = env_int("CB_BUS_CLAIM_IDLE_MS", 60_000, minimum=10)
+CB_BUS_TRANSIENT_BACKOFF_MAX_MS = env_int("CB_BUS_TRANSIENT_BACKOFF_MAX_MS", 30_000, minimum=1)
+CB_BUS_STATS_INTERVAL_S = env_int("CB_BUS_STATS_INTERVAL_S", 60, minimum=1)
+CB_BUS_DONE_TTL_S = env_int("CB_BUS_DONE_TTL", 86_400, minimum=1)
+CB_DLQ_TTL_S = env_int("CB_DLQ_TTL", 7 * 86_400, minimum=1)
+CB_DLQ_MAXLEN = env_int("CB_DLQ_MAXLEN", 10_000, minimum=1)
+# JSON-RPC notifications and pub/sub-triggered runs go to `runworker <CB_BACKGROUND_CHANNEL>` when
+# set (`manage.py up` sets it for the processes it supervises); unset, they run in the web process.
+CB_BACKGROUND_HANDOFF = env_bool("CB_BACKGROUND_HANDOFF", False)
+CB_BACKGROUND_CHANNEL = env_str("CB_BACKGROUND_CHANNEL", "cb-background")
+CB_BACKGROUND_CONCURRENCY = env_int("CB_BACKGROUND_CONCURRENCY", 64, minimum=1)
+CB_PG_POOL_TIMEOUT_S = env_int("CB_PG_POOL_TIMEOUT", 10, minimum=1)  # wait for a pooled connection
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],

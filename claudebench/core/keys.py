@@ -36,6 +36,45 @@ def dispatch(envelope_id: str) -> str:
     return f"cb:dispatch:{envelope_id}"
 
 
+# --- durable subscribers, dead letters, audit streams (SPEC §4.7, §6.1; events/) -------------------
+STREAM_PREFIX = "cb:stream:"
+SESSION_STREAM_PREFIX = "cb:stream:session:"  # session streams, never consumed (SPEC §4.7)
+AUDIT_PATTERN = "cb:audit:*"
+AUDIT_PREFIX = "cb:audit:"
+AUDIT_GENERAL = "cb:audit:general"
+AUDIT_HOOK_DECISIONS = "cb:audit:hooks:decisions"
+DLQ_PREFIX = "cb:dlq:"
+DLQ_PATTERN = "cb:dlq:*"
+
+
+def stream_type(key: str) -> str | None:
+    """The event type of a `cb:stream:{type}` key, else None."""
+    return key[len(STREAM_PREFIX):] if key.startswith(STREAM_PREFIX) else None
+
+
+def audit_tool(tool: str) -> str:
+    return f"cb:audit:tools:{tool}"
+
+
+def dlq(event_type: str) -> str:
+    """Dead letters of one event type (SPEC §4.7)."""
+    return f"cb:dlq:{event_type}"
+
+
+def dlq_type(key: str) -> str | None:
+    return key[len(DLQ_PREFIX):] if key.startswith(DLQ_PREFIX) else None
+
+
+def consumer_metrics(group: str) -> str:
+    """Counters of one subscription's consumer group (SPEC §4.7)."""
+    return f"cb:metrics:consumer:{group}"
+
+
+def bus_done(scope: str, event_id: str) -> str:
+    """Idempotency marker: `scope` already applied the effect of event `event_id`."""
+    return f"cb:bus:done:{scope}:{event_id}"
+
+
 # --- tasks (SPEC §6.5) ------------------------------------------------------------------------------
 PENDING_TASKS = "cb:queue:tasks:pending"
 TASK_ID_COUNTER = "cb:counter:task:lastid"

@@ -45,7 +45,7 @@ async def get_pool() -> AsyncConnectionPool:
             max_size=settings.CB_PG_POOL_MAX,
             open=False,
             name="claudebench",
-            timeout=10,
+            timeout=settings.CB_PG_POOL_TIMEOUT_S,
         )
         _pools[loop] = pool
         await pool.open()
