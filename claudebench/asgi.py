@@ -1,6 +1,7 @@
 """The top-level ASGI router (DESIGN.md): machine surfaces beside Django.
 
   /rpc, /rpc/batch, handler REST routes, /, /routes, /handlers, /schemas/…  → transport app
+  /mcp, /mcp/health                                                          → MCP SDK app
   /admin/, /dashboard/, /api/, /static/                                      → Django
   lifespan                                                                   → our start-up/shutdown
 """
@@ -20,11 +21,13 @@ django_app = get_asgi_application()
 
 from claudebench.core import pg, registry, scripts, triggers  # noqa: E402
 from claudebench.core.redis import close_redis, get_redis  # noqa: E402
+from claudebench.transport import mcp  # noqa: E402
 from claudebench.transport.app import app as transport_app  # noqa: E402
 
 log = logging.getLogger("claudebench.asgi")
 
 DJANGO_PREFIXES = ("/admin", "/dashboard", "/api", "/static")
+MCP_PATHS = ("/mcp", "/mcp/health")
 
 
 class Lifespan:
@@ -38,8 +41,10 @@ class Lifespan:
         registry.load()
         await scripts.preload(get_redis())
         self.tasks.append(asyncio.create_task(triggers.listen(self.stop)))
+        await mcp.startup()  # without a lifespan (daphne) /mcp starts it on first use
 
     async def shutdown(self) -> None:
+        await mcp.shutdown()
         self.stop.set()
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -72,6 +77,9 @@ async def application(scope, receive, send) -> None:
         await lifespan(scope, receive, send)
         return
     path = scope.get("path", "")
+    if kind == "http" and path.rstrip("/") in MCP_PATHS:
+        await mcp.app(scope, receive, send)
+        return
     if kind == "http" and not path.startswith(DJANGO_PREFIXES):
         await transport_app(scope, receive, send)
         return

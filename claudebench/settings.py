@@ -149,6 +149,12 @@ CB_BACKGROUND_CHANNEL = env_str("CB_BACKGROUND_CHANNEL", "cb-background")
 CB_BACKGROUND_CONCURRENCY = env_int("CB_BACKGROUND_CONCURRENCY", 64, minimum=1)
 CB_PG_POOL_TIMEOUT_S = env_int("CB_PG_POOL_TIMEOUT", 10, minimum=1)  # wait for a pooled connection
 
+# --- MCP over Streamable HTTP (issue 9, SPEC §2.7) ---
+# An MCP session with no request in flight for this long is closed (0 = never).
+CB_MCP_SESSION_IDLE_S = env_int("CB_MCP_SESSION_IDLE", 1800, minimum=0)
+# Sessions open at once per server process; an initialize past it gets 503.
+CB_MCP_MAX_SESSIONS = env_int("CB_MCP_MAX_SESSIONS", 1000, minimum=1)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],

@@ -134,3 +134,12 @@ def instance(instance_id: str) -> str:
 # --- start-up (SPEC §12.3) --------------------------------------------------------------------------
 HYDRATION_LOCK = "cb:hydration:lock"
 HYDRATION_DONE = "cb:hydration:done"
+
+
+# --- MCP surface and its welcome page (SPEC §2.7, §6.2, §6.4) ---------------------------------------
+METRICS_MCP_CALLS = "cb:metrics:mcp:calls"
+INSTANCES_ACTIVE = "cb:instances:active"
+
+
+def metrics_events(event: str) -> str:
+    return f"cb:metrics:events:{event}"
