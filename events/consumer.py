@@ -187,13 +187,13 @@ class GroupConsumer:
             self.streams.clear()
             self._discover_at = 0.0
             return Counters()
-        counters = await self.process(found)
-        counters.claimed += len(claimed)
+        counters = await self.process(found, claimed=len(claimed))
         self.totals.add(counters)
         return counters
 
-    async def process(self, found: list[Entry]) -> Counters:
+    async def process(self, found: list[Entry], *, claimed: int = 0) -> Counters:
         batch = _Batch()
+        batch.counters.claimed = claimed
         events: list[Event] = []
         for stream, entry_id, fields in found:
             batch.last_id = entry_id

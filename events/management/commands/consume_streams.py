@@ -29,6 +29,7 @@ log = logging.getLogger("claudebench.events.consume_streams")
 
 class Command(BaseCommand):
     help = "Run the durable event subscriptions (all, or those named) until SIGTERM."
+    requires_system_checks = []  # a worker; `manage.py check` and migrate run them
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("subscriptions", nargs="*", help="subscription names (default: all registered)")
