@@ -155,6 +155,27 @@ CB_MCP_SESSION_IDLE_S = env_int("CB_MCP_SESSION_IDLE", 1800, minimum=0)
 # Sessions open at once per server process; an initialize past it gets 503.
 CB_MCP_MAX_SESSIONS = env_int("CB_MCP_MAX_SESSIONS", 1000, minimum=1)
 
+# --- instances and coordination (instances/, `manage.py gossip`; SPEC §8, §12.1) ----------------
+CB_INSTANCE_TTL_S = env_int("CB_INSTANCE_TTL", 30, minimum=1)          # instance hash and its sets
+CB_LEADER_TTL_MS = env_int("CB_LEADER_TTL_MS", 30_000, minimum=100)    # leadership expiry
+CB_GOSSIP_TTL_S = env_int("CB_GOSSIP_TTL", 300, minimum=1)
+CB_GOSSIP_DROP_AFTER_MS = env_int("CB_GOSSIP_DROP_AFTER_MS", 300_000, minimum=100)
+CB_ALLOW_FLUSH = env_bool("CB_ALLOW_FLUSH", True)                        # system.flush guard
+CB_PG_QUERY_TIMEOUT_MS = env_int("CB_PG_QUERY_TIMEOUT_MS", 5_000, minimum=10)
+CB_FAILOVER_TO_WORKER = env_bool("CB_FAILOVER_TO_WORKER", False)       # else back to the pending queue
+CB_TASK_AUTO_ASSIGN = env_bool("CB_TASK_AUTO_ASSIGN", False)           # SPEC §18.5: off by default
+CB_TASK_AUTO_ASSIGN_DELAY_MS = env_int("TASK_AUTO_ASSIGN_DELAY", 5_000, minimum=0)
+CB_TASK_MAX_PER_WORKER = env_int("TASK_MAX_PER_WORKER", 10, minimum=1)
+CB_BATCH_LOCK_TTL_S = env_int("CB_BATCH_LOCK_TTL", 60, minimum=1)
+
+# --- hooks (issue 6): hook audit, session state processor, block style (SPEC §10.9, §13) -----------
+CB_PERSIST_HOOK_AUDIT = env_bool("CB_PERSIST_HOOK_AUDIT", True)
+CB_PERSIST_HOOK_STATE = env_bool("PERSIST_HOOK_STATE", True)
+CB_PERSIST_SESSION_STATE = env_bool("PERSIST_SESSION_STATE", True)
+CB_PERSIST_SNAPSHOTS = env_bool("PERSIST_SNAPSHOTS", True)
+CB_SESSION_PROCESSOR = env_bool("CB_SESSION_PROCESSOR", True)  # the hook.*.executed listener
+CB_HOOK_BLOCK_AS_ERROR = env_bool("CB_HOOK_BLOCK_AS_ERROR", False)  # block as -32003 instead of allow:false
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],

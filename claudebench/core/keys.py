@@ -143,3 +143,97 @@ INSTANCES_ACTIVE = "cb:instances:active"
 
 def metrics_events(event: str) -> str:
     return f"cb:metrics:events:{event}"
+
+
+# --- instances and coordination (SPEC §6.4, instances issue) ------------------------------------------
+INSTANCES_ACTIVE = "cb:instances:active"
+INSTANCE_QUEUE_PATTERN = "cb:queue:instance:*"
+PARTITION_DETECTED = "cb:partition:detected"
+PARTITION_RECOVERY = "cb:partition:recovery"
+LEADER_CURRENT = "cb:leader:current"
+LEADER_LOCK = "cb:leader:lock"
+QUORUM_LATEST = "cb:quorum:decision:latest"
+BATCH_LOCK = "cb:batch:lock"
+BATCH_PROGRESS = "cb:batch:progress"
+BATCH_CURRENT = "cb:batch:current"
+STATE_GLOBAL = "cb:state:global"
+# Written by the pipeline layers and scripts, read by system.metrics (same values as their block).
+METRICS_GLOBAL = "cb:metrics:global"
+METRICS_SCALING = "cb:metrics:scaling"
+METRICS_CURRENT = "cb:metrics:current"
+METRICS_COUNTERS = "cb:metrics:counters"
+METRICS_CIRCUIT_ALL = "cb:metrics:circuit:all"
+METRICS_CACHE_GLOBAL = "cb:metrics:cache:global"
+METRICS_CACHE_HANDLER = "cb:metrics:cache:handler"
+METRICS_VALIDATION_CACHE = "cb:metrics:validation:cache"
+METRICS_SYSTEM_HEALTH = "cb:metrics:system:health"
+METRICS_HEALTH = "cb:metrics:health"
+METRICS_MCP_CALLS = "cb:metrics:mcp:calls"
+METRICS_EVENTS_PATTERN = "cb:metrics:events:*"
+METRICS_LEGACY_EVENTS_TOTAL = "cb:metrics:events:total"
+METRICS_LEGACY_TASKS_COMPLETED = "cb:metrics:tasks:completed"
+HISTORY_ASSIGNMENTS = "cb:history:assignments"
+STREAM_EVENTS = "cb:stream:events"
+
+# system.flush (SPEC §5.3.3): the original's patterns, then the ones it missed (SPEC §16 row 55).
+FLUSH_PATTERNS = (
+    "cb:task:*", "cb:instance:*", "cb:queue:*", "cb:stream:*", "cb:metrics:*", "cb:circuit:*",
+    "cb:ratelimit:*", "cb:todo:*", "cb:service:*", "cb:hook:*", "cb:session:*", "cb:health:*",
+    "cb:quorum:*", "cb:batch:*", "cb:scaling:*",
+    "cb:todos:*", "cb:mapping:*", "cb:cache:*", "cb:gossip:*", "cb:leader:*", "cb:processed:*",
+    "cb:instances:*", "cb:role:*", "cb:capabilities:*", "cb:specialists:*", "cb:partition:*",
+    "cb:state:*", "cb:history:*", "cb:redistributed:*", "cb:counter:*",
+)
+
+
+def instance_id_of(key: str) -> str:
+    """`cb:instance:{id}` or `cb:queue:instance:{id}` → id."""
+    return key.split(":instance:", 1)[1]
+
+
+def role(role_name: str) -> str:
+    return f"cb:role:{role_name}"
+
+
+def capabilities(instance_id: str) -> str:
+    return f"cb:capabilities:{instance_id}"
+
+
+def specialists(kind: str) -> str:
+    return f"cb:specialists:{kind}"
+
+
+def capacity(instance_id: str) -> str:
+    return f"cb:capacity:{instance_id}"
+
+
+def redistributed_from(instance_id: str) -> str:
+    return f"cb:redistributed:from:{instance_id}"
+
+
+def quorum_decision(decision: str) -> str:
+    return f"cb:quorum:decision:{decision}"
+
+
+def batch_lock(batch_id: str) -> str:
+    return f"cb:batch:{batch_id}:lock"
+
+
+def batch_progress(batch_id: str) -> str:
+    return f"cb:batch:{batch_id}:progress"
+
+
+def metrics_event_hash(event: str) -> str:
+    return f"cb:metrics:events:{event}"
+
+
+def circuit_key(event: str, part: str) -> str:
+    return f"cb:circuit:{event}:{part}"
+
+
+def metrics_last_called(event: str) -> str:
+    return f"cb:metrics:{event}:lastCalled"
+
+
+def cache_handler_stats(event: str) -> str:
+    return f"cb:cache:{event}"

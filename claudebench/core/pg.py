@@ -133,8 +133,12 @@ async def upsert(model: type[models.Model], fields: dict[str, Any], *, conflict:
     cols, values = _assignments(model, fields)
     conflict_cols = [column(model, name) for name in conflict]
     conflict_names = {_column(model, name)[0] for name in conflict}
+    names = [_column(model, n)[0] for n in fields] + [
+        _column(model, n)[0] for n in _auto_now(model) if n not in fields
+    ]  # the same order as cols (psycopg's Identifier exposes no public name)
     updates = [
-        sql.SQL("{} = EXCLUDED.{}").format(c, c) for c in cols if c.obj[0] not in conflict_names
+        sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(n), sql.Identifier(n))
+        for n in names if n not in conflict_names
     ]
     query = sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}").format(
         table(model), sql.SQL(", ").join(cols), sql.SQL(", ").join(_placeholders(values)),

@@ -190,3 +190,268 @@ async def get_system_health(
     )
     status, redis_ok, pg_ok, mcp_ok, healthy, degraded, total = reply
     return SystemHealth(status, bool(redis_ok), bool(pg_ok), bool(mcp_ok), healthy, degraded, total)
+
+
+# --- instances and coordination (SPEC §7.2–7.8, 7.13–7.19; instances issue) ------------------------
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+@dataclass(frozen=True)
+class Registration:
+    became_leader: bool
+    is_leader: bool
+
+
+async def instance_register(
+    r: Redis, *, instance_id: str, roles: list[str], roles_json: str, specialist: str, now_ms: int,
+    now_iso: str, ttl_s: int, metadata: str, leader_ttl_ms: int, kind: str, capabilities: str,
+    max_capacity: int,
+) -> Registration:
+    reply = _check(await _script(r, "instance_register")(
+        keys=[keys.instance(instance_id), keys.INSTANCES_ACTIVE, keys.capabilities(instance_id),
+              keys.LEADER_CURRENT, keys.LEADER_LOCK, *(keys.role(x) for x in roles),
+              keys.specialists(specialist)],
+        args=[instance_id, roles_json, now_ms, ttl_s, metadata, leader_ttl_ms, kind, capabilities,
+              max_capacity, now_iso],
+    ))
+    return Registration(became_leader=reply[1] == 1, is_leader=reply[2] == 1)
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    is_leader: bool
+    previous_status: str
+
+
+async def instance_heartbeat(
+    r: Redis, *, instance_id: str, roles: list[str], roles_json: str, specialist: str | None,
+    now_ms: int, now_iso: str, ttl_s: int, leader_ttl_ms: int, acquire: bool, gossip_ttl_s: int,
+) -> Heartbeat:
+    """Raises Retry when the roles changed since the caller read them, HandlerError when unknown."""
+    sets = [keys.role(x) for x in roles] + ([keys.specialists(specialist)] if specialist else [])
+    reply = _check(await _script(r, "instance_heartbeat")(
+        keys=[keys.instance(instance_id), keys.GOSSIP_HEALTH, keys.INSTANCES_ACTIVE,
+              keys.capabilities(instance_id), keys.LEADER_CURRENT, keys.LEADER_LOCK, *sets],
+        args=[instance_id, now_ms, ttl_s, now_iso, leader_ttl_ms, roles_json, int(acquire), gossip_ttl_s],
+    ))
+    return Heartbeat(is_leader=reply[1] == 1, previous_status=_str(reply[2]) if len(reply) > 2 else "")
+
+
+@dataclass(frozen=True)
+class Gossip:
+    partition: bool
+    healthy: int
+    total: int
+    marked_offline: bool
+
+
+async def gossip_health_update(
+    r: Redis, *, instance_id: str, status: str, last_seen_ms: int, now_ms: int, stale_ms: int,
+    drop_ms: int, ttl_s: int, mark_instance: bool = False,
+) -> Gossip:
+    """Record one entry ('' = recompute only); mark_instance also marks a stale instance OFFLINE."""
+    extra = [keys.instance(instance_id)] if mark_instance and instance_id else []
+    reply = await _script(r, "gossip_health_update")(
+        keys=[keys.GOSSIP_HEALTH, keys.PARTITION_DETECTED, keys.PARTITION_RECOVERY, *extra],
+        args=[instance_id, status, last_seen_ms, now_ms, stale_ms, drop_ms, ttl_s],
+    )
+    return Gossip(partition=reply[1] == 1, healthy=int(reply[2]), total=int(reply[3]),
+                  marked_offline=reply[4] == 1)
+
+
+@dataclass(frozen=True)
+class Leadership:
+    is_leader: bool
+    became: bool
+    holder: str
+
+
+async def leader_elect(r: Redis, *, me: str, ttl_ms: int, holder_read: str) -> Leadership:
+    """Raises Retry when the holder changed since the caller read it."""
+    reply = _check(await _script(r, "leader_elect")(
+        keys=[keys.LEADER_CURRENT, keys.LEADER_LOCK, keys.instance(holder_read or me)],
+        args=[me, ttl_ms, holder_read],
+    ))
+    return Leadership(is_leader=reply[1] == 1, became=reply[2] == 1, holder=_str(reply[3]))
+
+
+async def leader_release(r: Redis, *, me: str) -> bool:
+    reply = await _script(r, "leader_release")(keys=[keys.LEADER_CURRENT, keys.LEADER_LOCK], args=[me])
+    return reply[1] == 1
+
+
+@dataclass(frozen=True)
+class Unregistration:
+    existed: bool
+    requeued: list[str]
+
+
+async def instance_unregister(
+    r: Redis, *, instance_id: str, roles: list[str], roles_json: str, specialist: str | None,
+    task_ids: list[str], now_iso: str, reason: str,
+) -> Unregistration:
+    """Raises Retry when the roles changed since the caller read them."""
+    sets = [keys.role(x) for x in roles] + ([keys.specialists(specialist)] if specialist else [])
+    reply = _check(await _script(r, "instance_unregister")(
+        keys=[keys.instance(instance_id), keys.INSTANCES_ACTIVE, keys.capabilities(instance_id),
+              keys.GOSSIP_HEALTH, keys.instance_queue(instance_id), keys.PENDING_TASKS,
+              keys.LEADER_CURRENT, keys.LEADER_LOCK, *sets, *(keys.task(t) for t in task_ids)],
+        args=[instance_id, roles_json, now_iso, len(sets), reason],
+    ))
+    return Unregistration(existed=reply[1] == 1, requeued=[_str(x) for x in reply[3:]])
+
+
+class NotLeader(Exception):
+    """A fenced script found that the caller no longer holds leadership; it changed nothing."""
+
+
+def _fenced(reply: list[Any]) -> list[Any]:
+    if reply and reply[0] == 0 and len(reply) > 1 and reply[1] == "not leader":
+        raise NotLeader()
+    return reply
+
+
+async def reassign_failed_tasks(
+    r: Redis, *, dead_id: str, task_ids: list[str], fence: str, now_ms: int, stale_ms: int, now_iso: str,
+) -> list[str] | None:
+    """Moved task ids; None when the instance turned out alive. Raises Retry, NotLeader."""
+    reply = _fenced(await _script(r, "reassign_failed_tasks")(
+        keys=[keys.LEADER_CURRENT, keys.instance(dead_id), keys.instance_queue(dead_id), keys.PENDING_TASKS,
+              keys.redistributed_from(dead_id), *(keys.task(t) for t in task_ids)],
+        args=[dead_id, fence, now_ms, stale_ms, now_iso],
+    ))
+    if reply[0] == 0 and reply[1] == "alive":
+        return None
+    return [_str(x) for x in _check(reply)[2:]]
+
+
+async def assign_task_with_load_balancing(
+    r: Redis, *, task_id: str, candidates: list[str], fence: str, now_ms: int, now_iso: str,
+    stale_ms: int, default_capacity: int,
+) -> tuple[str, int] | None:
+    """(instance id, new queue depth), or None when no eligible worker has room. Raises NotLeader."""
+    per = []
+    for c in candidates:
+        per += [keys.instance(c), keys.instance_queue(c), keys.capacity(c)]
+    reply = _fenced(await _script(r, "assign_task_with_load_balancing")(
+        keys=[keys.LEADER_CURRENT, keys.PENDING_TASKS, keys.HISTORY_ASSIGNMENTS, keys.task(task_id), *per],
+        args=[task_id, fence, now_ms, now_iso, stale_ms, default_capacity],
+    ))
+    if reply[0] != 1:
+        return None
+    return _str(reply[1]), int(reply[2])
+
+
+async def check_delayed_tasks(
+    r: Redis, *, task_ids: list[str], now_ms: int, delay_ms: int, max_tasks: int,
+) -> list[str]:
+    reply = await _script(r, "check_delayed_tasks")(
+        keys=[keys.PENDING_TASKS, *(keys.task(t) for t in task_ids)], args=[now_ms, delay_ms, max_tasks],
+    )
+    return [_str(x) for x in reply]
+
+
+async def auto_assign_tasks(
+    r: Redis, *, worker_id: str, task_ids: list[str], now_ms: int, now_iso: str,
+) -> str | None:
+    """The task id handed to the worker, or None."""
+    reply = await _script(r, "auto_assign_tasks")(
+        keys=[keys.PENDING_TASKS, keys.instance(worker_id), keys.instance_queue(worker_id),
+              keys.METRICS_QUEUES, keys.HISTORY_ASSIGNMENTS, *(keys.task(t) for t in task_ids)],
+        args=[worker_id, now_ms, now_iso],
+    )
+    return _str(reply[1]) if reply[0] == 1 else None
+
+
+@dataclass(frozen=True)
+class GlobalMetrics:
+    total_events: int
+    total_tasks: int
+    avg_latency: float
+    throughput: float
+    instance_count: int
+    load_balance: float
+    total_load: int
+
+
+async def aggregate_global_metrics(
+    r: Redis, *, instance_ids: list[str], stream_keys: list[str], task_count: int, avg_latency: float,
+    fence: str,
+) -> GlobalMetrics:
+    """Raises NotLeader when fenced and no longer the leader."""
+    reply = _fenced(await _script(r, "aggregate_global_metrics")(
+        keys=[keys.LEADER_CURRENT, keys.METRICS_GLOBAL, keys.METRICS_SCALING,
+              *(keys.instance_queue(i) for i in instance_ids), *stream_keys],
+        args=[fence, len(instance_ids), task_count, f"{avg_latency:.2f}"],
+    ))
+    return GlobalMetrics(int(reply[1]), int(reply[2]), float(reply[3]), float(reply[4]), int(reply[5]),
+                         float(reply[6]), int(reply[7]))
+
+
+async def sync_global_state(r: Redis, *, state: str, now_ms: int, fence: str, synced_by: str) -> int:
+    """New version number. Raises NotLeader when fenced and no longer the leader."""
+    reply = _fenced(await _script(r, "sync_global_state")(
+        keys=[keys.LEADER_CURRENT, keys.STATE_GLOBAL], args=[fence, state, now_ms, synced_by],
+    ))
+    return int(reply[1])
+
+
+async def get_system_state(
+    r: Redis, *, instance_keys: list[str], task_keys: list[str], stream_keys: list[str], per_stream: int,
+) -> tuple[str, str, str]:
+    reply = await _script(r, "get_system_state")(
+        keys=[*instance_keys, *task_keys, *stream_keys],
+        args=[len(instance_keys), len(task_keys), per_stream],
+    )
+    return reply[0], reply[1], reply[2]
+
+
+@dataclass(frozen=True)
+class Vote:
+    reached: bool
+    winner: str
+    counted: int
+    newly_decided: bool
+
+
+async def quorum_vote(
+    r: Redis, *, decision: str, voter: str, value: str, total: int, now_ms: int, voters_after: list[str],
+    ttl_s: int,
+) -> Vote:
+    """voters_after: every voter id once this vote is in, sorted. Raises Retry if that set moved."""
+    reply = _check(await _script(r, "quorum_vote")(
+        keys=[keys.quorum_decision(decision), keys.QUORUM_LATEST, *(keys.instance(v) for v in voters_after)],
+        args=[decision, voter, value, total, now_ms, "\n".join(voters_after), ttl_s],
+    ))
+    return Vote(reached=reply[1] == 1, winner=_str(reply[2]), counted=int(reply[3]), newly_decided=reply[4] == 1)
+
+
+async def coordinate_batch(
+    r: Redis, *, processor: str, batch_id: str, total: int, lock_ttl_s: int, progress_ttl_s: int,
+) -> tuple[bool, str, int]:
+    """(holds the lock, holder, processed so far)."""
+    reply = await _script(r, "coordinate_batch")(
+        keys=[keys.batch_lock(batch_id), keys.batch_progress(batch_id), keys.BATCH_LOCK, keys.BATCH_PROGRESS,
+              keys.BATCH_CURRENT],
+        args=[processor, batch_id, total, lock_ttl_s, progress_ttl_s],
+    )
+    return reply[0] == 1, _str(reply[1]), int(reply[2])
+
+
+async def batch_progress(
+    r: Redis, *, processor: str, batch_id: str, processed: int, lock_ttl_s: int, progress_ttl_s: int,
+) -> int:
+    """Raises HandlerError('Batch lock lost') when the caller no longer holds the lock."""
+    reply = _check(await _script(r, "batch_progress")(
+        keys=[keys.batch_lock(batch_id), keys.batch_progress(batch_id), keys.BATCH_PROGRESS, keys.BATCH_CURRENT],
+        args=[processor, processed, batch_id, lock_ttl_s, progress_ttl_s],
+    ))
+    return int(reply[1])
+
+
+async def batch_release(r: Redis, *, processor: str, batch_id: str) -> bool:
+    reply = await _script(r, "batch_release")(
+        keys=[keys.batch_lock(batch_id), keys.BATCH_LOCK, keys.BATCH_CURRENT], args=[processor, batch_id],
+    )
+    return reply[1] == 1
