@@ -152,8 +152,8 @@ CB_PG_POOL_TIMEOUT_S = env_int("CB_PG_POOL_TIMEOUT", 10, minimum=1)  # wait for 
 # --- MCP over Streamable HTTP (issue 9, SPEC §2.7) ---
 # An MCP session with no request in flight for this long is closed (0 = never).
 CB_MCP_SESSION_IDLE_S = env_int("CB_MCP_SESSION_IDLE", 1800, minimum=0)
-# Sessions open at once per server process; an initialize past it gets 503.
-CB_MCP_MAX_SESSIONS = env_int("CB_MCP_MAX_SESSIONS", 1000, minimum=1)
+# Interval of the `ping` events on the GET /mcp server stream.
+CB_MCP_PING_INTERVAL_MS = env_int("CB_MCP_PING_INTERVAL_MS", 30_000, minimum=10)
 
 # --- instances and coordination (instances/, `manage.py gossip`; SPEC §8, §12.1) ----------------
 CB_INSTANCE_TTL_S = env_int("CB_INSTANCE_TTL", 30, minimum=1)          # instance hash and its sets

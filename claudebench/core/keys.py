@@ -125,6 +125,12 @@ INSTANCE_PATTERN = "cb:instance:*"
 GOSSIP_HEALTH = "cb:gossip:health"
 SERVICE_POSTGRES = "cb:service:postgres:status"
 SERVICE_MCP = "cb:service:mcp:status"
+MCP_SESSION_PATTERN = "cb:mcp:session:*"
+
+
+def mcp_session(session_id: str) -> str:
+    """A live MCP session (SPEC §2.7): shared by every web process, expires when idle."""
+    return f"cb:mcp:session:{session_id}"
 
 
 def instance(instance_id: str) -> str:

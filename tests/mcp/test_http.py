@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -198,7 +200,9 @@ async def test_delete_ends_the_session(uvicorn_server, redis):
         session = opened.headers["mcp-session-id"]
         assert opened.status_code == 200
         assert opened.headers["access-control-expose-headers"] == "Mcp-Session-Id"
+        assert uuid.UUID(session).version == 4
         assert session in (await health(uvicorn_server))["sessions"]
+        assert 0 < await redis.ttl(keys.mcp_session(session)) <= 1800  # idle sessions expire
         ended = await http.delete("/mcp", headers={"mcp-session-id": session})
         after = await http.post("/mcp", headers={**ACCEPT, "mcp-session-id": session},
                                 json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
@@ -220,3 +224,37 @@ async def test_a_client_that_probes_the_2026_protocol_falls_back_to_a_session(uv
     async with Client(f"{uvicorn_server}/mcp") as client:
         assert client.session.initialize_result is not None
         assert (await client.call_tool("task__create", {"text": "auto"})).is_error is False
+
+
+async def test_get_streams_pings_until_the_session_ends(uvicorn_server, redis):
+    async with httpx.AsyncClient(base_url=uvicorn_server, timeout=10) as http:
+        session = (await http.post("/mcp", headers=ACCEPT, json=INIT)).headers["mcp-session-id"]
+        async with http.stream("GET", "/mcp", headers={"accept": "text/event-stream",
+                                                       "mcp-session-id": session}) as stream:
+            assert stream.status_code == 200
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            lines = stream.aiter_lines()
+            async for line in lines:
+                if line == "event: ping":
+                    break
+            ping = json.loads((await anext(lines)).removeprefix("data: "))
+            assert abs(ping["timestamp"] - time.time() * 1000) < 60_000
+            assert (await http.delete("/mcp", headers={"mcp-session-id": session})).status_code == 200
+            rest = [line async for line in lines]  # the stream ends once the session is gone
+    assert "event: ping" not in rest[1:]
+
+
+async def test_sessions_are_shared_by_every_server_process(uvicorn_server, daphne_server, redis):
+    # `up` runs several web workers; a session opened on one must work on the others.
+    async with httpx.AsyncClient(timeout=10) as http:
+        opened = await http.post(f"{uvicorn_server}/mcp", headers=ACCEPT, json=INIT)
+        session = opened.headers["mcp-session-id"]
+        elsewhere = await http.post(f"{daphne_server}/mcp", headers={**ACCEPT, "mcp-session-id": session},
+                                    json={"jsonrpc": "2.0", "id": 3, "method": "tools/list"})
+        assert session in (await http.get(f"{daphne_server}/mcp/health")).json()["sessions"]
+        await http.delete(f"{daphne_server}/mcp", headers={"mcp-session-id": session})
+        after = await http.post(f"{uvicorn_server}/mcp", headers={**ACCEPT, "mcp-session-id": session},
+                                json={"jsonrpc": "2.0", "id": 4, "method": "tools/list"})
+    assert elsewhere.status_code == 200 and elsewhere.headers["mcp-session-id"] == session
+    assert '"task__create"' in elsewhere.text
+    assert (after.status_code, after.json()) == (400, {**NO_SESSION, "id": 4})

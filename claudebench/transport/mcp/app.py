@@ -1,13 +1,20 @@
-"""The /mcp mount: the SDK's Streamable HTTP session manager behind a thin ASGI front.
+"""The /mcp mount: the SDK's Streamable HTTP handling behind a thin ASGI front (SPEC §2.7).
 
-The front does what the SDK leaves to the host (SPEC §2.7):
-  * the session errors of the original, as 400s with its bodies (the SDK would answer 404);
-  * DELETE's JSON acknowledgement, and GET /mcp/health;
-  * the service flag and call counter on every initialize;
-  * CORS headers on every answer;
-  * starting the session manager: from the ASGI lifespan when the server sends one (uvicorn),
-    otherwise on the first request (daphne sends no lifespan). The manager owns an anyio task
-    group for its sessions, so there is one per event loop, run by a background task.
+Sessions are kept in Redis, not in the process: `up` runs several uvicorn workers and a client's
+requests land on any of them, so a session created by one worker must be known to all. The SDK's
+session manager therefore runs in its stateless mode (it parses, dispatches and answers each
+JSON-RPC request, SSE or JSON), and this front owns the session:
+
+  * initialize mints a UUID v4, records `cb:mcp:session:{id}` with an idle TTL and returns it in
+    `Mcp-Session-Id`; it also sets the service flag and counts a call;
+  * any other POST must name a live session (its TTL is refreshed), else 400 with the original's
+    JSON-RPC body; tool calls read the id from the header and run as that client;
+  * GET opens the server stream of the original: an SSE `ping` every CB_MCP_PING_INTERVAL_MS;
+  * DELETE forgets the session (unknown ids silently) and answers the original's JSON;
+  * CORS headers on every answer; GET /mcp/health lists the live sessions.
+
+The session manager holds an anyio task group, so there is one per event loop, run by a
+background task: started by the ASGI lifespan (uvicorn) or on first use (daphne sends none).
 """
 
 from __future__ import annotations
@@ -15,12 +22,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 import weakref
 
 import orjson
 from django.conf import settings
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
+from claudebench.core import keys
+from claudebench.core.clock import now_ms
+from claudebench.core.redis import get_redis
 from claudebench.transport.http import (
     PREFLIGHT_HEADERS,
     BodyTooLarge,
@@ -38,17 +49,14 @@ log = logging.getLogger("claudebench.transport.mcp")
 
 SESSION_HEADER = b"mcp-session-id"
 NO_SESSION_MESSAGE = "Bad Request: Invalid or missing session ID. Initialize first."
+HEALTH_SCAN_LIMIT = 10_000  # sessions listed by /mcp/health at most
 
 
 class Runtime:
-    """One session manager running on one event loop."""
+    """The SDK's request handling, running on one event loop."""
 
     def __init__(self) -> None:
-        self.manager = StreamableHTTPSessionManager(
-            app=mcp_server.server(),
-            session_idle_timeout=settings.CB_MCP_SESSION_IDLE_S or None,
-            max_sessions=settings.CB_MCP_MAX_SESSIONS,
-        )
+        self.manager = StreamableHTTPSessionManager(app=mcp_server.server(), stateless=True)
         self.lock = asyncio.Lock()
         self.ready = asyncio.Event()
         self.stop = asyncio.Event()
@@ -76,58 +84,70 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self.task, 5)
 
-    def sessions(self) -> list[str]:
-        # The manager keeps no public list of its sessions; this map is the one it serves from.
-        return list(getattr(self.manager, "_server_instances", {}))
-
 
 _runtimes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Runtime] = weakref.WeakKeyDictionary()
 
 
-def _current(create: bool) -> Runtime | None:
+async def startup() -> Runtime:
+    """Start this loop's SDK handling (idempotent): lifespan start-up or the first request."""
     loop = asyncio.get_running_loop()
     runtime = _runtimes.get(loop)
-    if runtime is None and create:
+    if runtime is None:
         runtime = _runtimes[loop] = Runtime()
-    return runtime
-
-
-async def startup() -> Runtime:
-    """Start this loop's session manager (idempotent): lifespan start-up or the first request."""
-    runtime = _current(create=True)
-    assert runtime is not None
     if not runtime.ready.is_set():
         await runtime.start()
     return runtime
 
 
 async def shutdown() -> None:
-    """Close every session and stop this loop's session manager."""
+    """Stop this loop's SDK handling (requests in flight are cancelled)."""
     runtime = _runtimes.pop(asyncio.get_running_loop(), None)
     if runtime is not None:
         await runtime.close()
 
 
-def _live_sessions() -> list[str]:
-    runtime = _current(create=False)
-    return runtime.sessions() if runtime is not None and runtime.ready.is_set() else []
+# --- sessions (Redis) ----------------------------------------------------------------------------
+
+def _idle_s() -> int | None:
+    return settings.CB_MCP_SESSION_IDLE_S or None
 
 
-def _is_live(session: str | None) -> bool:
-    return session is not None and session in _live_sessions()
+async def session_touch(session: str | None) -> bool:
+    """True when `session` is live; pushes its idle deadline back."""
+    if not session:
+        return False
+    key, idle = keys.mcp_session(session), _idle_s()
+    if idle is None:
+        return bool(await get_redis().exists(key))
+    return bool(await get_redis().expire(key, idle))
 
 
-def health() -> dict:
-    sessions = _live_sessions()
+async def session_close(session: str) -> None:
+    await get_redis().delete(keys.mcp_session(session))
+
+
+async def health() -> dict:
+    sessions = []
+    prefix = len(keys.mcp_session(""))
+    async for key in get_redis().scan_iter(match=keys.MCP_SESSION_PATTERN, count=1000):
+        sessions.append(key[prefix:])
+        if len(sessions) >= HEALTH_SCAN_LIMIT:
+            break
+    sessions.sort()
     return {"status": "healthy", "activeSessions": len(sessions), "sessions": sessions, "transports": len(sessions)}
 
 
-def _with_cors(send):
+# --- ASGI plumbing -------------------------------------------------------------------------------
+
+def _with_headers(send, extra: list[tuple[bytes, bytes]]):
+    """Add `extra` (and CORS) to the response start, unless the response already has them."""
+
     async def wrapped(message) -> None:
         if message["type"] == "http.response.start":
-            names = {name.lower() for name, _ in message.get("headers", [])}
-            extra = [h for h in cors_headers() if h[0] not in names]
-            message = {**message, "headers": [*message.get("headers", []), *extra]}
+            headers = list(message.get("headers", []))
+            names = {name.lower() for name, _ in headers}
+            headers += [h for h in [*extra, *cors_headers()] if h[0] not in names]
+            message = {**message, "headers": headers}
         await send(message)
 
     return wrapped
@@ -147,10 +167,6 @@ def _replay(body: bytes, receive):
     return replay
 
 
-def _without_session(scope) -> dict:
-    return {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != SESSION_HEADER]}
-
-
 def _rpc_error(code: int, message: str, request_id=None) -> dict:
     return {"jsonrpc": "2.0", "error": {"code": code, "message": message}, "id": request_id}
 
@@ -166,26 +182,72 @@ async def _post(scope, receive, send) -> None:
     except orjson.JSONDecodeError:
         message = None
     request_id = message.get("id") if isinstance(message, dict) else None
-    method = message.get("method") if isinstance(message, dict) else None
+    if isinstance(message, dict) and message.get("method") == "initialize":
+        await _initialize(scope, body, receive, send)
+        return
     session = header(scope, SESSION_HEADER)
-    live = _is_live(session)
-    if method == "initialize":
-        await tools.mark_activity()
-        if session is not None and not live:
-            scope = _without_session(scope)  # a stale id must not stop a fresh start
-    elif not live:
+    if not await session_touch(session):
         await send_json(send, 400, _rpc_error(-32000, NO_SESSION_MESSAGE, request_id))
         return
-    runtime = await startup()  # only an initialize can get here with the manager not running
-    await runtime.manager.handle_request(scope, _replay(body, receive), send)
+    runtime = await startup()
+    echo = _with_headers(send, [(SESSION_HEADER, session.encode())])
+    await runtime.manager.handle_request(scope, _replay(body, receive), echo)
+
+
+async def _initialize(scope, body: bytes, receive, send) -> None:
+    await tools.mark_activity()
+    session = str(uuid.uuid4())
+    status: list[int] = []
+
+    async def watch(message) -> None:
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+            if message["status"] < 400:  # the session exists once the client can learn its id
+                await get_redis().set(keys.mcp_session(session), now_ms(), ex=_idle_s())
+        await send(message)
+
+    # The session header of an earlier session must not reach the new one's answer.
+    scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != SESSION_HEADER]}
+    runtime = await startup()
+    await runtime.manager.handle_request(scope, _replay(body, receive),
+                                         _with_headers(watch, [(SESSION_HEADER, session.encode())]))
 
 
 async def _get(scope, receive, send) -> None:
     session = header(scope, SESSION_HEADER)
-    if not _is_live(session):
+    if not await session_touch(session):
         await send_text(send, 400, "Invalid or missing session ID")
         return
-    await (await startup()).manager.handle_request(scope, receive, send)
+    await send({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache, no-transform"),
+        (b"connection", b"keep-alive"), (SESSION_HEADER, session.encode()), *cors_headers(),
+    ]})
+    await send({"type": "http.response.body", "body": b": stream open\n\n", "more_body": True})
+    await _ping_until_gone(session, receive, send)
+
+
+async def _ping_until_gone(session: str, receive, send) -> None:
+    """SSE `ping` events until the client disconnects or its session is deleted or expires."""
+    gone = asyncio.Event()
+
+    async def watch_disconnect() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone.set()
+
+    watcher = asyncio.create_task(watch_disconnect())
+    try:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(gone.wait(), settings.CB_MCP_PING_INTERVAL_MS / 1000)
+            if gone.is_set() or not await session_touch(session):
+                break
+            event = b"event: ping\ndata: " + orjson.dumps({"timestamp": now_ms()}) + b"\n\n"
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        if not gone.is_set():
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        watcher.cancel()
 
 
 async def _delete(scope, receive, send) -> None:
@@ -193,18 +255,7 @@ async def _delete(scope, receive, send) -> None:
     if session is None:
         await send_text(send, 400, "Missing session ID")
         return
-    if _is_live(session):
-        runtime = await startup()
-        answered: list[int] = []
-
-        async def swallow(message) -> None:  # the SDK's empty 200 is replaced by the body below
-            if message["type"] == "http.response.start":
-                answered.append(message["status"])
-
-        await runtime.manager.handle_request(scope, receive, swallow)
-        if answered and answered[0] >= 400:
-            log.warning("MCP session %s: the SDK refused DELETE with %s", session, answered[0])
-    # SPEC §2.7: unknown ids are accepted silently.
+    await session_close(session)  # SPEC §2.7: unknown ids are accepted silently
     await send_json(send, 200, {"jsonrpc": "2.0", "id": None,
                                 "result": {"message": "Session terminated successfully", "sessionId": session}})
 
@@ -212,32 +263,29 @@ async def _delete(scope, receive, send) -> None:
 async def app(scope, receive, send) -> None:
     """ASGI entry for /mcp and /mcp/health."""
     path, method = scope["path"].rstrip("/"), scope["method"]
-    send = _with_cors(send)
     if path == "/mcp/health":
         if method in ("GET", "HEAD"):
-            await send_json(send, 200, health())
+            await send_json(send, 200, await health())
         else:
             await send_json(send, 405, {"error": "Method not allowed"}, [(b"allow", b"GET")])
-        return
-    if path != "/mcp":
-        await send_json(send, 404, {"error": "Not found", "path": scope["path"]})
         return
     handlers = {"POST": _post, "GET": _get, "DELETE": _delete}
     if method == "OPTIONS":
         await send_empty(send, 204, PREFLIGHT_HEADERS)
-    elif method in handlers:
-        started = False
-
-        async def tracking(message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await handlers[method](scope, receive, tracking)
-        except Exception as exc:
-            log.exception("MCP %s failed", method)
-            if not started:  # SPEC §2.7: unexpected failure → 500 with a JSON-RPC error
-                await send_json(send, 500, _rpc_error(-32603, str(exc) or exc.__class__.__name__))
-    else:
+        return
+    if method not in handlers:
         await send_json(send, 405, {"error": "Method not allowed"}, [(b"allow", b"GET, POST, DELETE, OPTIONS")])
+        return
+    started = False
+
+    async def tracking(message) -> None:
+        nonlocal started
+        started = started or message["type"] == "http.response.start"
+        await send(message)
+
+    try:
+        await handlers[method](scope, receive, tracking)
+    except Exception as exc:
+        log.exception("MCP %s failed", method)
+        if not started:  # SPEC §2.7: unexpected failure → 500 with a JSON-RPC error
+            await send_json(send, 500, _rpc_error(-32603, str(exc) or exc.__class__.__name__))
