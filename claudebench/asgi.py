@@ -23,6 +23,7 @@ from claudebench.core import pg, registry, scripts, triggers  # noqa: E402
 from claudebench.core.redis import close_redis, get_redis  # noqa: E402
 from claudebench.transport import mcp  # noqa: E402
 from claudebench.transport.app import app as transport_app  # noqa: E402
+from events import background  # noqa: E402
 
 log = logging.getLogger("claudebench.asgi")
 
@@ -75,6 +76,9 @@ async def application(scope, receive, send) -> None:
     kind = scope["type"]
     if kind == "lifespan":
         await lifespan(scope, receive, send)
+        return
+    if kind == "channel":  # runworker: handed-off notifications and triggered runs
+        await background.application(scope, receive, send)
         return
     path = scope.get("path", "")
     if kind == "http" and path.rstrip("/") in MCP_PATHS:

@@ -32,7 +32,10 @@ async def dispatch(channel: str, body: str) -> bool:
     if not await get_redis().set(keys.dispatch(env["id"]), "1", nx=True, ex=60):
         return False
     try:
-        await pipeline.call(channel, env.get("payload", {}), CallMeta(transport="pubsub"))
+        from events import background  # runworker processes run it when they are there
+
+        if not await background.hand_off(channel, env.get("payload", {}), CallMeta(transport="pubsub")):
+            await pipeline.call(channel, env.get("payload", {}), CallMeta(transport="pubsub"))
     except Exception:  # a failing triggered run must not stop the listener
         log.exception("pub/sub-triggered %s (event %s) failed", channel, env["id"])
     return True

@@ -18,6 +18,7 @@ from claudebench.core.errors import (
     ParseError,
 )
 from claudebench.core.pipeline import CallMeta
+from events import background
 
 log = logging.getLogger("claudebench.transport.jsonrpc")
 
@@ -91,6 +92,9 @@ async def handle_one(obj: Any, client_addr: str | None) -> dict[str, Any] | None
     rid = obj["id"] if "id" in obj else _NO_ID
     params = obj["params"] if "params" in obj else {}
     try:
+        # A notification goes to the background workers when they run (events/background.py).
+        if rid is _NO_ID and await background.hand_off(obj["method"], params, call_meta(obj, client_addr)):
+            return None
         result = await pipeline.call(obj["method"], params, call_meta(obj, client_addr))
     except Exception as exc:  # every failure becomes a JSON-RPC error object
         if not isinstance(exc, CbError):
