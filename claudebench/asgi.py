@@ -42,6 +42,12 @@ class Lifespan:
         registry.load()
         await scripts.preload(get_redis())
         self.tasks.append(asyncio.create_task(triggers.listen(self.stop)))
+        from django.conf import settings
+
+        if settings.CB_SESSION_PROCESSOR:  # hooks: hook.*.executed → session state, once per cluster
+            from hooks import sessions
+
+            self.tasks.append(asyncio.create_task(sessions.listen(self.stop)))
         await mcp.startup()  # without a lifespan (daphne) /mcp starts it on first use
 
     async def shutdown(self) -> None:

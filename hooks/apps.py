@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class HooksConfig(AppConfig):
     name = "hooks"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from hooks import signals  # noqa: F401  (rule changes bump the rules version)

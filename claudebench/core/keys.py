@@ -142,6 +142,172 @@ HYDRATION_LOCK = "cb:hydration:lock"
 HYDRATION_DONE = "cb:hydration:done"
 
 
+# --- hooks: validator, audit, todos, sessions, config (SPEC §6.1, §6.6–6.8, §6.5 config) -----------
+HOOK_RULES = "cb:hooks:rules"  # JSON of the validator rules, cached from PostgreSQL (ours)
+HOOK_RULES_VERSION = "cb:hooks:rules:version"  # bumped on every rule change (ours)
+# AUDIT_GENERAL, AUDIT_HOOK_DECISIONS and audit_tool() are defined with the event bus keys above.
+METRICS_COUNTERS = "cb:metrics:counters"
+METRICS_VALIDATION_CACHE = "cb:metrics:validation:cache"
+METRICS_GLOBAL_HOOKS = "cb:metrics:global:hooks"
+METRICS_REHYDRATIONS = "cb:metrics:session:rehydrations"
+METRICS_SNAPSHOTS = "cb:metrics:snapshots"
+CREATED_FILES = "cb:created:files"
+CREATED_TASKS = "cb:created:tasks"
+STATS_API = "cb:stats:api"
+TODOS_AGGREGATE = "cb:aggregate:todos:all-instances"
+TODOS_STATUS_CHANGES = "cb:history:todos:status-changes"
+TODO_MAPPING_GLOBAL = "cb:mapping:todo-task:global"
+TODOS_HIGH_PRIORITY = "cb:persisted:todos:high-priority"
+TODOS_COMPLETED_NOTIFICATIONS = "cb:notifications:todos:completed"
+TODOS_CLEANUP = "cb:cleanup:todos:completed"
+HOOK_EVENT_PATTERN = "hook.*.executed"
+
+
+def validation(tool: str, simplified: str) -> str:
+    return f"cb:validation:{tool}:{simplified}"
+
+
+def validation_blocked(tool: str, slug: str) -> str:
+    return f"cb:validation:{tool}:{slug}:blocked"
+
+
+def rejection_reason(tool: str, slug: str) -> str:
+    return f"cb:rejection:{tool}:{slug}:reason"
+
+
+def warnings(tool: str, slug: str) -> str:
+    return f"cb:warnings:{tool}:{slug}"
+
+
+def modifications(tool: str) -> str:
+    return f"cb:modifications:{tool}:sudo"
+
+
+def tool_log(tool: str, ms: int) -> str:
+    return f"cb:log:tool:{tool}:{ms}"
+
+
+def metrics_tool(tool: str) -> str:
+    return f"cb:metrics:tools:{tool}"
+
+
+def errors(name: str) -> str:
+    """Error streak counter of a tool or an instance (same namespace in the original, SPEC §6.4)."""
+    return f"cb:errors:{name}"
+
+
+def prompt_history(ms: int) -> str:
+    return f"cb:history:prompts:{ms}"
+
+
+def agent_stop_events(instance_id: str) -> str:
+    return f"cb:events:agent_stop:{instance_id}"
+
+
+def notifications(session_id: str) -> str:
+    return f"cb:notifications:{session_id}"
+
+
+def notification_latest(instance_id: str) -> str:
+    return f"cb:notification:latest:{instance_id}"
+
+
+def metrics_notifications(kind: str) -> str:
+    return f"cb:metrics:notifications:{kind}"
+
+
+def metrics_success(instance_id: str) -> str:
+    return f"cb:metrics:success:{instance_id}"
+
+
+def metrics_compactions(session_id: str) -> str:
+    return f"cb:metrics:compactions:{session_id}"
+
+
+def context_history(session_id: str) -> str:
+    return f"cb:context:history:{session_id}"
+
+
+def compact_snapshot(session_id: str, timestamp: int, part: str) -> str:
+    """hook.pre_compact's 2-hour snapshot parts: instance, tasks, notifications, metadata."""
+    return f"cb:snapshot:{session_id}:{timestamp}:{part}"
+
+
+def todos_current(instance_id: str) -> str:
+    return f"cb:todos:current:{instance_id}"
+
+
+def todos_history(instance_id: str) -> str:
+    return f"cb:todos:history:{instance_id}"
+
+
+def todos_instance(instance_id: str) -> str:
+    return f"cb:todos:instance:{instance_id}"
+
+
+def todos_stats(instance_id: str) -> str:
+    return f"cb:stats:todos:{instance_id}"
+
+
+def todo_mapping(session_id: str) -> str:
+    return f"cb:mapping:todo-task:{session_id}"
+
+
+def claude_task_mapping(session_id: str) -> str:
+    """Claude Code's own task ids (TaskCreate/TaskUpdate, 2.1.16+) → our task ids, per session."""
+    return f"cb:mapping:claude-task:{session_id}"
+
+
+def todo_limits(session_id: str) -> str:
+    return f"cb:limits:todos:{session_id}"
+
+
+def session_stream(session_id: str) -> str:
+    return f"cb:stream:session:{session_id}"
+
+
+def session_state(session_id: str) -> str:
+    return f"cb:session:state:{session_id}"
+
+
+def session_context(session_id: str) -> str:
+    return f"cb:session:context:{session_id}"
+
+
+def session_tools(session_id: str) -> str:
+    return f"cb:session:tools:{session_id}"
+
+
+def session_tasks(session_id: str) -> str:
+    return f"cb:session:tasks:{session_id}"
+
+
+def metrics_session(session_id: str) -> str:
+    return f"cb:metrics:session:{session_id}"
+
+
+def snapshot(session_id: str, snapshot_id: str) -> str:
+    return f"cb:snapshot:{session_id}:{snapshot_id}"
+
+
+def snapshot_pattern(session_id: str) -> str:
+    return f"cb:snapshot:{session_id}:snap-*"
+
+
+def session_processed(envelope_id: str) -> str:
+    """Lock that lets one process of the cluster record one hook.*.executed event (SPEC §10.9)."""
+    return f"cb:session:processed:{envelope_id}"
+
+
+def config(key: str) -> str:
+    return f"cb:config:{key}"
+
+
+def handler_cache_pattern(event: str) -> str:
+    """Every cached answer of one handler (SPEC §3.4 key shape), for invalidation by SCAN."""
+    return f"cb:cache:handler:{event}:*"
+
+
 # --- MCP surface and its welcome page (SPEC §2.7, §6.2, §6.4) ---------------------------------------
 METRICS_MCP_CALLS = "cb:metrics:mcp:calls"
 INSTANCES_ACTIVE = "cb:instances:active"

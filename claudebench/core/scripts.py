@@ -455,3 +455,75 @@ async def batch_release(r: Redis, *, processor: str, batch_id: str) -> bool:
         keys=[keys.batch_lock(batch_id), keys.BATCH_LOCK, keys.BATCH_CURRENT], args=[processor, batch_id],
     )
     return reply[1] == 1
+
+
+# --- hooks and sessions ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HookEventRecord:
+    entry_id: str
+    event_count: int
+    needs_snapshot: bool
+
+
+async def process_hook_event(
+    r: Redis, *, event_id: str, event_type: str, session_id: str, instance_id: str, now_ms: int,
+    params: str, result: str, labels: str,
+) -> HookEventRecord:
+    reply = _check(await _script(r, "process_hook_event")(
+        keys=[keys.session_stream(session_id), keys.session_state(session_id), keys.session_context(session_id),
+              keys.session_tools(session_id), keys.metrics_session(session_id)],
+        args=[event_id, event_type, session_id, instance_id, now_ms, params, result, labels],
+    ))
+    return HookEventRecord(entry_id=reply[1], event_count=int(reply[2]), needs_snapshot=reply[3] == 1)
+
+
+def _as_list(value: Any) -> list[Any]:
+    # SPEC §7.25: cjson encodes an empty table as {}, which must read back as [].
+    return value if isinstance(value, list) else []
+
+
+async def build_session_context(
+    r: Redis, *, session_id: str, task_ids: list[str], limit: int = 100,
+) -> dict[str, Any]:
+    """{lastTasks, lastTools, lastPrompt?, activeTodos, eventCounts, instanceId?} of a session."""
+    import orjson
+
+    reply = await _script(r, "build_session_context")(
+        keys=[keys.session_stream(session_id), keys.session_context(session_id), keys.session_tools(session_id),
+              *(keys.task(t) for t in task_ids[:5])],
+        args=[session_id, limit],
+    )
+    ctx = orjson.loads(reply)
+    for name in ("lastTasks", "lastTools", "activeTodos"):
+        ctx[name] = _as_list(ctx.get(name))
+    if not isinstance(ctx.get("eventCounts"), dict):
+        ctx["eventCounts"] = {}
+    return ctx
+
+
+async def create_session_snapshot(
+    r: Redis, *, session_id: str, snapshot_id: str, reason: str, now_ms: int, context: str = "",
+) -> int | None:
+    """Returns the number of events snapshotted, or None when the session has no events."""
+    reply = await _script(r, "create_session_snapshot")(
+        keys=[keys.session_stream(session_id), keys.snapshot(session_id, snapshot_id),
+              keys.session_state(session_id)],
+        args=[session_id, snapshot_id, reason, now_ms, context],
+    )
+    return int(reply[2]) if reply[0] == 1 else None
+
+
+async def update_session_metrics(r: Redis, *, session_id: str, hook_type: str, now_ms: int) -> tuple[int, int]:
+    reply = _check(await _script(r, "update_session_metrics")(
+        keys=[keys.metrics_session(session_id), keys.METRICS_GLOBAL_HOOKS], args=[session_id, hook_type, now_ms],
+    ))
+    return int(reply[1]), int(reply[2])
+
+
+async def todo_state_update(r: Redis, *, instance_id: str, todos: str, now_iso: str) -> str:
+    """Store an instance's new todo list; returns the previous one (JSON, '[]' when none)."""
+    reply = _check(await _script(r, "todo_state_update")(
+        keys=[keys.todos_current(instance_id), keys.todos_history(instance_id), keys.todos_instance(instance_id)],
+        args=[todos, now_iso],
+    ))
+    return reply[1]

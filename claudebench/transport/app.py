@@ -12,7 +12,7 @@ import logging
 from django.conf import settings
 
 from claudebench.core.errors import InvalidRequest, ParseError
-from claudebench.transport import introspection, jsonrpc, rest
+from claudebench.transport import hooks, introspection, jsonrpc, rest
 from claudebench.transport.http import (
     PREFLIGHT_HEADERS,
     BodyTooLarge,
@@ -59,6 +59,9 @@ async def app(scope, receive, send) -> None:
         else:
             await send_json(send, 200, _GET_ROUTES[path]())
         return
+    if path == hooks.PATH:  # Claude Code's HTTP hooks (hooks issue): raw hook JSON in, hook output back
+        await _hook(scope, receive, send, method)
+        return
     spec = rest.route_table().get(path)
     if spec is None:
         await send_json(send, 404, {"error": "Not found", "path": path})
@@ -72,6 +75,22 @@ async def app(scope, receive, send) -> None:
         await send_json(send, 413, {"success": False, "error": "Request body too large", "event": spec.event})
         return
     status, payload = await rest.call(spec, body, _client(scope))
+    await send_json(send, status, payload)
+
+
+async def _hook(scope, receive, send, method: str) -> None:
+    if method == "OPTIONS":
+        await send_empty(send, 204, PREFLIGHT_HEADERS)
+        return
+    if method != "POST":
+        await _method_not_allowed(send, "POST, OPTIONS")
+        return
+    try:
+        body = await read_body(receive, settings.CB_MAX_BODY_BYTES)
+    except BodyTooLarge:
+        await send_json(send, 413, {"error": "Request body too large"})
+        return
+    status, payload = await hooks.handle(scope, body, _client(scope))
     await send_json(send, status, payload)
 
 
