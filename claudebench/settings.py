@@ -154,6 +154,7 @@ CB_PG_POOL_TIMEOUT_S = env_int("CB_PG_POOL_TIMEOUT", 10, minimum=1)  # wait for 
 CB_MCP_SESSION_IDLE_S = env_int("CB_MCP_SESSION_IDLE", 1800, minimum=0)
 # Interval of the `ping` events on the GET /mcp server stream.
 CB_MCP_PING_INTERVAL_MS = env_int("CB_MCP_PING_INTERVAL_MS", 30_000, minimum=10)
+LOGGING["loggers"]["mcp"] = {"level": "WARNING"}  # the SDK logs every stateless request at INFO
 
 # --- instances and coordination (instances/, `manage.py gossip`; SPEC §8, §12.1) ----------------
 CB_INSTANCE_TTL_S = env_int("CB_INSTANCE_TTL", 30, minimum=1)          # instance hash and its sets

@@ -71,11 +71,12 @@ class GossipStats:
                 f"marked_dead={self.marked_dead} tasks_moved={self.tasks_moved} tasks_placed={self.tasks_placed}")
 
 
-async def gossip_register(r: Redis, *, me: str, role: str) -> None:
+async def gossip_register(r: Redis, *, me: str, role: str) -> scripts.Registration:
     """Register this server as an instance of kind 'server' (never offered tasks)."""
     metadata = {"kind": "server", "host": socket.gethostname(), "pid": os.getpid()}
-    await services.instance_register(r, instance_id=me, roles=[role], metadata=metadata, kind="server")
+    reg = await services.instance_register(r, instance_id=me, roles=[role], metadata=metadata, kind="server")
     await services.instance_save_quietly(instance_id=me, roles=[role], status="ACTIVE", metadata=metadata)
+    return reg
 
 
 async def elect(r: Redis, *, me: str) -> scripts.Leadership:
@@ -94,13 +95,13 @@ async def gossip_round(*, me: str, role: str) -> RoundResult:
     r, res = get_redis(), RoundResult()
     beat = await services.instance_heartbeat(r, instance_id=me, acquire=False)
     if beat is None:
-        await gossip_register(r, me=me, role=role)  # first round, or flushed / expired meanwhile
-        res.registered = True
+        reg = await gossip_register(r, me=me, role=role)  # first round, or flushed / expired meanwhile
+        res.registered, res.became_leader = True, reg.became_leader
     elif beat.previous_status != "ACTIVE":
         await services.instance_save_quietly(instance_id=me, roles=[role], status="ACTIVE")
     leadership = await elect(r, me=me)
-    res.leader, res.became_leader = leadership.is_leader, leadership.became
-    if leadership.became:
+    res.leader, res.became_leader = leadership.is_leader, res.became_leader or leadership.became
+    if res.became_leader:
         log.info("leadership acquired instance=%s", me)
     now, timeout = now_ms(), settings.CB_HEARTBEAT_TIMEOUT_MS
     peers = await services.peers(r)

@@ -268,7 +268,7 @@ async def system_batch_process(ctx: Ctx, data: SystemBatchProcessIn) -> SystemBa
 async def system_quorum_vote(ctx: Ctx, data: SystemQuorumVoteIn) -> SystemQuorumVoteOut:
     """Vote on a decision; one vote per instance (the latest counts), majority of live voters."""
     r = ctx.redis
-    for _ in range(services.RETRIES):
+    for _ in range(services.RETRIES * 16):  # every concurrent new voter changes the set once
         stored = await r.hget(keys.quorum_decision(data.decision), "votes")
         voters = {v.get("id") for v in _as_list(stored or "[]") if isinstance(v, dict)}
         voters.add(data.instance_id)
