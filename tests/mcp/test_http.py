@@ -258,3 +258,13 @@ async def test_sessions_are_shared_by_every_server_process(uvicorn_server, daphn
     assert elsewhere.status_code == 200 and elsewhere.headers["mcp-session-id"] == session
     assert '"task__create"' in elsewhere.text
     assert (after.status_code, after.json()) == (400, {**NO_SESSION, "id": 4})
+
+
+async def test_the_rate_limit_window_belongs_to_the_mcp_session(uvicorn_server, redis):
+    if not hasattr(keys, "ratelimit"):
+        pytest.skip("the rate-limit layer is not in this tree")
+    async with connect(uvicorn_server) as client:
+        [session] = (await health(uvicorn_server))["sessions"]
+        payload(await client.call_tool("task__create", {"text": "counted"}))
+    # SPEC §2.7: the MCP session id is the client id, so the window is this session's own.
+    assert await redis.zcard(keys.ratelimit("task.create", session)) == 1
