@@ -88,8 +88,16 @@ async def task_sync_from_hash(h: dict[str, str]) -> None:
 
 
 async def task_delete_rows(task_id: str) -> int:
-    """Delete a task row (attachments cascade). Returns rows deleted."""
-    return await pg.delete(Task, task_id)
+    """Delete a task row and its attachments in one statement. Returns task rows deleted.
+
+    Django's CASCADE is emulated by the ORM, so the database constraint does not cascade: a bare
+    DELETE of a task that has attachments fails with a foreign-key violation.
+    """
+    query = sql.SQL("WITH gone AS (DELETE FROM {a} WHERE {a_task} = %s) DELETE FROM {t} WHERE {t_id} = %s").format(
+        a=pg.table(TaskAttachment), a_task=pg.column(TaskAttachment, "task"),
+        t=pg.table(Task), t_id=pg.column(Task, "id"),
+    )
+    return await pg.execute(query, [task_id, task_id])
 
 
 async def task_exists_in_pg(task_id: str) -> bool:
