@@ -19,7 +19,7 @@ from django.core.asgi import get_asgi_application
 
 django_app = get_asgi_application()
 
-from claudebench.core import pg, registry, scripts, triggers  # noqa: E402
+from claudebench.core import pg, pipeline, registry, scripts, triggers  # noqa: E402
 from claudebench.core.redis import close_redis, get_redis  # noqa: E402
 from claudebench.transport import mcp  # noqa: E402
 from claudebench.transport.app import app as transport_app  # noqa: E402
@@ -56,6 +56,7 @@ class Lifespan:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 5)
+        await pipeline.settle()  # pending post-call bookkeeping (audit, breaker) reaches Redis
         await pg.close_pool()
         await close_redis()
 

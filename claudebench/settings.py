@@ -177,6 +177,34 @@ CB_PERSIST_SNAPSHOTS = env_bool("PERSIST_SNAPSHOTS", True)
 CB_SESSION_PROCESSOR = env_bool("CB_SESSION_PROCESSOR", True)  # the hook.*.executed listener
 CB_HOOK_BLOCK_AS_ERROR = env_bool("CB_HOOK_BLOCK_AS_ERROR", False)  # block as -32003 instead of allow:false
 
+# --- pipeline: rate limits, circuit breakers, cache, audit, metrics (issue 4) ----------------------
+# Per-handler overrides of the declared Limits, as JSON: {"task.create": {"rate": 5, "per_ms": 1000}}.
+# Fields: rate, per_ms, timeout_ms, trip_after, open_ms (tests and operators shorten windows here).
+def _limit_overrides(name: str) -> dict:
+    import json
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} is not valid JSON") from None
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise ImproperlyConfigured(f'{name} must be a JSON object of objects: {{"event": {{"rate": 5}}}}')
+    return value
+
+
+CB_LIMIT_OVERRIDES = _limit_overrides("CB_LIMIT_OVERRIDES")
+CB_CIRCUIT_HALF_OPEN_TRIALS = env_int("CB_CIRCUIT_HALF_OPEN_TRIALS", 3, minimum=1)
+CB_CIRCUIT_HALF_OPEN_WINDOW_MS = env_int("CB_CIRCUIT_HALF_OPEN_WINDOW_MS", 60_000, minimum=10)
+CB_CIRCUIT_CLOSE_AFTER = env_int("CB_CIRCUIT_CLOSE_AFTER", 3, minimum=1)
+CB_CIRCUIT_MAX_OPEN_MS = env_int("CB_CIRCUIT_MAX_OPEN_MS", 300_000, minimum=10)
+CB_AUDIT_MAXLEN = env_int("CB_AUDIT_MAXLEN", 10_000, minimum=1)
+CB_AUDIT_TTL_S = env_int("CB_AUDIT_TTL", 86_400, minimum=1)
+# Run the post-call bookkeeping script before answering instead of off the request path.
+CB_PIPELINE_OUTCOME_INLINE = env_bool("CB_PIPELINE_OUTCOME_INLINE", False)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],

@@ -409,3 +409,47 @@ def metrics_last_called(event: str) -> str:
 
 def cache_handler_stats(event: str) -> str:
     return f"cb:cache:{event}"
+
+
+# --- pipeline: rate limits, breakers, cache, metrics, audit (SPEC §3.4–3.12, §6.2–6.3) -------------
+METRICS_COUNTERS = "cb:metrics:counters"
+METRICS_CURRENT = "cb:metrics:current"
+METRICS_GLOBAL = "cb:metrics:global"
+METRICS_CACHE_HANDLER = "cb:metrics:cache:handler"
+METRICS_CACHE_GLOBAL = "cb:metrics:cache:global"
+METRICS_VALIDATION_CACHE = "cb:metrics:validation:cache"
+METRICS_SYSTEM_HEALTH = "cb:metrics:system:health"
+METRICS_SCALING = "cb:metrics:scaling"
+METRICS_CIRCUIT_ALL = "cb:metrics:circuit:all"
+ALERTS_CIRCUIT_OPENED = "cb:alerts:circuit:opened"
+AUDIT_GENERAL = "cb:audit:general"
+AUDIT_HOOK_DECISIONS = "cb:audit:hooks:decisions"
+CIRCUIT_PATTERN = "cb:circuit:*"
+
+
+def ratelimit(event: str, actor: str) -> str:
+    return f"cb:ratelimit:{event}:{actor}"
+
+
+def circuit(event: str, part: str) -> str:
+    """`cb:circuit:{event}:{part}`: state, trips, allowed, rejected, failures, successes, lastFailure,
+    openedAt, failures:{type} (SPEC §3.10, §6.3)."""
+    return f"cb:circuit:{event}:{part}"
+
+
+def cache_entry(event: str, digest: str) -> str:
+    return f"cb:cache:handler:{event}:{digest}"
+
+
+def cache_version(scope: str) -> str:
+    """Generation counter of one cache scope; writers bump it, cached entries carry the value they saw."""
+    return f"cb:cache:version:{scope}"
+
+
+def metrics_events(event: str) -> str:
+    return f"cb:metrics:events:{event}"
+
+
+def audit_tool_stream(tool: str) -> str:
+    """`cb:audit:tools:{tool}`: per-tool hook decisions written by the audit layer (SPEC §3.6)."""
+    return f"cb:audit:tools:{tool}"

@@ -1,23 +1,35 @@
 """The one pipeline every handler call goes through, on every transport (SPEC §3.2).
 
-lookup → input validation → request record → context → layers → handler → output validation.
-The layers of SPEC §3.2 step 5 (cache, measured, audited, timeout, rate limit, circuit breaker)
-are applied in `_run_layers`.
+lookup → input validation → context → admission → timeout(handler) → output validation → outcome.
+
+The layers of SPEC §3.2 step 5 live in core/layers/, one module each. Redis work per call:
+- admission (before the body, one round trip, lua/pipeline_admit.lua): the request record
+  (step 3), the cache read, the rate limiter and the breaker check;
+- outcome (after the body, lua/pipeline_outcome.lua, off the request path): breaker accounting,
+  counters, measured and audit entries, the cache write;
+- a mutating handler whose cache scopes have a cached reader also bumps those scopes (one INCR)
+  before it answers, so no later read is served a stale entry.
+Layer order as SPEC §3.2: a cache hit skips everything else; a rate-limit rejection never reaches
+the breaker; an open breaker answers the fallback (read-only handlers, hooks) or -32001. Two
+departures, both from issue 4: a timeout counts as a breaker failure, and fallbacks are never
+cached. Nested calls (`ctx.call`) skip the rate limiter (see core/layers/rate_limit.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from django.conf import settings
 from pydantic import BaseModel, ValidationError
 
-from claudebench.core import bus, registry
+from claudebench.core import bus, metrics, registry
 from claudebench.core.clock import event_id, now_ms
-from claudebench.core.errors import CbError, HandlerError, HandlerTimeout, MethodNotFound
+from claudebench.core.errors import CbError, HandlerError, MethodNotFound
+from claudebench.core.layers import admission, cache, circuit, limits_of, outcome, rate_limit, timeout
 from claudebench.core.redis import get_redis
 from claudebench.core.registry import HandlerSpec
 from claudebench.core.schema import validate_input
@@ -34,6 +46,7 @@ class CallMeta:
     session_id: str | None = None
     correlation_id: str | None = None
     client_addr: str | None = None
+    depth: int = 0  # 0 for a transport's call, +1 per nested ctx.call
 
 
 @dataclass
@@ -90,6 +103,8 @@ class Ctx:
             client_id=client_id if client_id is not None else self.meta.client_id,
             session_id=self.meta.session_id,
             correlation_id=self.meta.correlation_id,
+            client_addr=self.meta.client_addr,
+            depth=self.meta.depth + 1,
         )
         return await call(event, params, meta)
 
@@ -106,21 +121,68 @@ async def call(event: str, params: Any, meta: CallMeta | None = None) -> dict[st
     meta = meta or CallMeta()
     spec = lookup(event)
     data = validate_input(spec.input, {} if params is None and meta.transport == "internal" else params)
-    await bus.record_request(event, data.model_dump(mode="json", by_alias=True), client_id=meta.client_id)
+    wire_in = data.model_dump(mode="json", by_alias=True)
     ctx = Ctx(spec=spec, meta=meta)
-    result = await _run_layers(ctx, data)
-    return _output(spec, result)
-
-
-async def _run_layers(ctx: Ctx, data: Any) -> Any:
-    timeout_ms = ctx.spec.limits.timeout_ms
-    if timeout_ms is None:
-        return await ctx.spec.fn(ctx, data)
+    lim = limits_of(spec)
+    digest = cache.digest(wire_in) if cache.cached(spec) else None
+    admitted = await admission.admit(ctx, wire_in, lim, digest)
+    if admitted.verdict != "ok":
+        return _refused(ctx, data, lim, admitted)
+    started = time.perf_counter()
     try:
-        # wait_for cancels the body on expiry, so a timed-out call has no late side effects.
-        return await asyncio.wait_for(ctx.spec.fn(ctx, data), timeout_ms / 1000)
-    except TimeoutError:
-        raise HandlerTimeout(f"Operation timed out after {timeout_ms}ms") from None
+        out = _output(spec, await timeout.run(ctx, data, lim.timeout_ms))
+    except Exception as exc:
+        await _after(ctx, lim, exc=exc, started=started, digest=None, tag="", wire_in=wire_in, out=None)
+        raise
+    await _after(ctx, lim, exc=None, started=started, digest=digest, tag=admitted.tag,
+                 wire_in=wire_in, out=out)
+    return out
+
+
+def _refused(ctx: Ctx, data: Any, lim: registry.Limits, admitted) -> dict[str, Any]:
+    """A call the admission script answered without running the body."""
+    spec = ctx.spec
+    if admitted.verdict == "hit":
+        metrics.observe(spec.event, "cache_hit")
+        return orjson.loads(admitted.detail)
+    if admitted.verdict == "limited":
+        metrics.observe(spec.event, "rate_limited", code=-32000)
+        raise rate_limit.rejected(lim.rate or 0, lim.per_ms)
+    if circuit.answers_fallback(spec):
+        metrics.observe(spec.event, "fallback")
+        return _output(spec, circuit.fallback(spec, data))  # SPEC §16 row 14: never cached
+    metrics.observe(spec.event, "circuit_rejected", code=-32001)
+    raise circuit.rejected(spec, admitted.verdict)
+
+
+async def _after(ctx: Ctx, lim: registry.Limits, *, exc: Exception | None, started: float, digest: str | None,
+                 tag: str, wire_in: Any, out: dict[str, Any] | None) -> None:
+    spec = ctx.spec
+    seconds = time.perf_counter() - started
+    failure = circuit.failure_type(exc) if exc is not None else ""
+    if exc is None:
+        metrics.observe(spec.event, "success", seconds=seconds)
+    else:
+        code = exc.code if isinstance(exc, CbError) else -32603
+        metrics.observe(spec.event, "failure", seconds=seconds, code=code, failure_type=failure)
+    await outcome.record(ctx, lim, ok=exc is None, failure_type=failure, duration_ms=seconds * 1000,
+                         reason=_reason(exc), digest=digest, tag=tag, wire_input=wire_in, wire_output=out)
+    bumped = cache.bumped_scopes(spec)
+    if bumped:
+        await cache.invalidate(get_redis(), bumped)
+
+
+def _reason(exc: Exception | None) -> str:
+    if exc is None:
+        return ""
+    if isinstance(exc, CbError):
+        return exc.detail
+    return f"{exc.__class__.__name__}: {exc}"
+
+
+async def settle() -> None:
+    """Wait for this event loop's pending outcome bookkeeping (tests, shutdown)."""
+    await outcome.settle()
 
 
 def _output(spec: HandlerSpec, result: Any) -> dict[str, Any]:
@@ -134,4 +196,4 @@ def _output(spec: HandlerSpec, result: Any) -> dict[str, Any]:
     return model.model_dump(mode="json", by_alias=True)
 
 
-__all__ = ["CallMeta", "Ctx", "HandlerError", "call", "lookup"]
+__all__ = ["CallMeta", "Ctx", "HandlerError", "call", "lookup", "settle"]

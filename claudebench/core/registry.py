@@ -87,6 +87,9 @@ class HandlerSpec:
     fallback: Callable[[Any], Any] | None = None
     mutating: bool = True
     description: str = ""
+    # Cache scopes (core/layers/cache.py): a read-only handler's cached answers are dropped when a
+    # mutating handler sharing one of its scopes runs. None = the handler's domain; () = none.
+    cache_scope: tuple[str, ...] | None = None
 
     @property
     def domain(self) -> str:
@@ -119,7 +122,7 @@ def handler(
     event: str, *, input: type[Schema], output: type[BaseModel], persist: bool = False,
     declared_rate_limit: int | None = None, limits: Limits | None = None, cache_ttl_s: int = 0,
     mcp: Mcp | None = None, class_name: str | None = None, fallback: Callable[[Any], Any] | None = None,
-    mutating: bool = True,
+    mutating: bool = True, cache_scope: tuple[str, ...] | None = None,
 ) -> Callable[[Handler], Handler]:
     """Declare a handler. See STYLE §2 for an example."""
     if not EVENT_NAME.match(event):
@@ -135,7 +138,7 @@ def handler(
             event=event, fn=fn, input=input, output=output, persist=persist,
             declared_rate_limit=declared_rate_limit, limits=limits or Limits(),
             cache_ttl_s=cache_ttl_s, mcp=mcp or Mcp(), class_name=class_name or _class_name(event),
-            fallback=fallback, mutating=mutating,
+            fallback=fallback, mutating=mutating, cache_scope=cache_scope,
             description=doc.splitlines()[0] if doc else f"Execute {event} event handler",
         )
         return fn

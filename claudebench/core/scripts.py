@@ -13,6 +13,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from claudebench.core import keys
 from claudebench.core.errors import HandlerError
@@ -527,3 +528,93 @@ async def todo_state_update(r: Redis, *, instance_id: str, todos: str, now_iso: 
         args=[todos, now_iso],
     ))
     return reply[1]
+
+
+# --- pipeline (SPEC §3.2–3.12) ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Admission:
+    """What pipeline_admit decided: `verdict` is hit | ok | limited | open | half_full.
+
+    `detail` is the cached wire JSON for a hit, the breaker mode (closed | half) for ok, the
+    window count for limited. `tag` is the cache generation tag an ok call stores its answer with.
+    """
+
+    verdict: str
+    detail: str = ""
+    tag: str = ""
+
+
+async def pipeline_admit(
+    r: Redis, *, event: str, actor: str, envelope: str, stream_maxlen: int, stream_ttl_s: int,
+    rate: int, window_ms: int, member: str, breaker: bool, half_open_trials: int,
+    half_open_window_ms: int, cache_digest: str | None, cache_scopes: tuple[str, ...], now_iso: str,
+    audit_metadata: str, audit_maxlen: int, audit_ttl_s: int,
+) -> Admission:
+    reply = await _script(r, "pipeline_admit")(
+        keys=[keys.stream(event), keys.ratelimit(event, actor), keys.circuit(event, "state"),
+              keys.circuit(event, "trips"), keys.circuit(event, "allowed"), keys.circuit(event, "rejected"),
+              keys.METRICS_COUNTERS, keys.AUDIT_GENERAL, keys.cache_entry(event, cache_digest or "-"),
+              keys.METRICS_CACHE_HANDLER, *(keys.cache_version(s) for s in cache_scopes)],
+        args=[event, envelope, stream_maxlen, stream_ttl_s, rate, window_ms, member, int(breaker),
+              half_open_trials, half_open_window_ms, int(cache_digest is not None), actor, now_iso,
+              audit_metadata, audit_maxlen, audit_ttl_s],
+    )
+    return Admission(str(reply[0]), str(reply[1]) if len(reply) > 1 else "",
+                     str(reply[2]) if len(reply) > 2 else "")
+
+
+_DOMAIN_METRICS = {"hook": keys.METRICS_VALIDATION_CACHE, "task": keys.METRICS_QUEUES,
+                   "health": keys.METRICS_SYSTEM_HEALTH, "scaling": keys.METRICS_SCALING}
+
+
+def _pipeline_outcome_argv(
+    *, event: str, ok: bool, failure_type: str, duration_ms: float, breaker: bool, threshold: int, open_ms: int,
+    max_open_ms: int, close_after: int, actor: str, now_iso: str, reason: str, audit_metadata: str,
+    audit_maxlen: int, audit_ttl_s: int, cache_digest: str | None, cache_ttl_s: int, cache_entry: str,
+    hook_decision: tuple[str, str, str] | None, domain: str, domain_metrics: str, timeout_on: bool,
+) -> tuple[list[str], list[Any]]:
+    circuit = [keys.circuit(event, part) for part in
+               ("state", "trips", "allowed", "failures", "successes", "lastFailure", "openedAt")]
+    decision, decision_reason, params = hook_decision or ("", "", "")
+    return (
+        [*circuit, keys.circuit(event, f"failures:{failure_type or 'none'}"), keys.METRICS_COUNTERS,
+         keys.METRICS_CIRCUIT_ALL, keys.ALERTS_CIRCUIT_OPENED, keys.metrics_events(event), keys.METRICS_CURRENT,
+         keys.METRICS_GLOBAL, keys.AUDIT_GENERAL, keys.AUDIT_HOOK_DECISIONS,
+         keys.audit_tool_stream(event.removeprefix("hook.")), keys.cache_entry(event, cache_digest or "-"),
+         keys.METRICS_CACHE_GLOBAL, _DOMAIN_METRICS.get(domain_metrics, keys.METRICS_GLOBAL)],
+        [event, int(ok), failure_type, f"{duration_ms:.3f}", int(breaker), threshold, open_ms, max_open_ms,
+         close_after, actor, now_iso, reason, audit_metadata, audit_maxlen, audit_ttl_s,
+         cache_ttl_s if cache_digest is not None else 0, cache_entry, int(hook_decision is not None),
+         decision, decision_reason, params, domain, domain_metrics, int(timeout_on)],
+    )
+
+
+async def pipeline_outcome(r: Redis, **outcome: Any) -> str:
+    """One call's outcome (keyword arguments of `_pipeline_outcome_argv`). Returns the breaker
+    transition it caused: 'opened', 'closed' or ''."""
+    return (await pipeline_outcome_batch(r, [outcome]))[0]
+
+
+async def pipeline_outcome_batch(r: Redis, outcomes: list[dict[str, Any]]) -> list[str]:
+    """Many outcomes in order, in one pipelined round trip (EVALSHA each; the script is loaded again
+    if Redis lost it). Returns one transition per outcome; raises the first error after all ran."""
+    script = _script(r, "pipeline_outcome")
+    argvs = [_pipeline_outcome_argv(**o) for o in outcomes]
+    replies = await _evalsha_all(r, script.sha, argvs)
+    missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if missing:
+        script.sha = await r.script_load(SOURCES["pipeline_outcome"])
+        again = await _evalsha_all(r, script.sha, [argvs[i] for i in missing])
+        for i, reply in zip(missing, again, strict=True):
+            replies[i] = reply
+    errors = [reply for reply in replies if isinstance(reply, Exception)]
+    if errors:
+        raise errors[0]
+    return [str(reply[0]) if reply else "" for reply in replies]
+
+
+async def _evalsha_all(r: Redis, sha: str, argvs: list[tuple[list[str], list[Any]]]) -> list[Any]:
+    async with r.pipeline(transaction=False) as pipe:
+        for k, a in argvs:
+            pipe.evalsha(sha, len(k), *k, *a)
+        return await pipe.execute(raise_on_error=False)

@@ -11,20 +11,25 @@ import logging
 
 from django.conf import settings
 
+from claudebench.core import metrics
 from claudebench.core.errors import InvalidRequest, ParseError
+from claudebench.core.redis import get_redis
 from claudebench.transport import hooks, introspection, jsonrpc, rest
 from claudebench.transport.http import (
     PREFLIGHT_HEADERS,
     BodyTooLarge,
+    cors_headers,
     parse_json,
     read_body,
+    send_bytes,
     send_empty,
     send_json,
 )
 
 log = logging.getLogger("claudebench.transport")
 
-_GET_ROUTES = {"/": introspection.liveness, "/routes": introspection.routes, "/handlers": introspection.handlers}
+_GET_ROUTES = {"/": introspection.liveness, "/routes": introspection.routes, "/handlers": introspection.handlers,
+               "/metrics": None}
 
 
 def _client(scope) -> str | None:
@@ -56,6 +61,11 @@ async def app(scope, receive, send) -> None:
         if path.startswith("/schemas/"):
             status, body = introspection.schemas(path[len("/schemas/"):])
             await send_json(send, status, body)
+        elif path == "/metrics":  # Prometheus text (core/metrics.py)
+            text, content_type = await metrics.render(get_redis())
+            await send_bytes(send, 200, text, [(b"content-type", content_type.encode()), *cors_headers()])
+        elif path == "/handlers":  # breaker states come from Redis
+            await send_json(send, 200, await introspection.handlers_with_state(get_redis()))
         else:
             await send_json(send, 200, _GET_ROUTES[path]())
         return

@@ -54,6 +54,21 @@ def handlers() -> dict[str, Any]:
     return {"total": len(items), "handlers": items}
 
 
+async def handlers_with_state(r) -> dict[str, Any]:
+    """`handlers()` plus `circuitState` (CLOSED, HALF_OPEN, OPEN) of each handler with a breaker."""
+    from claudebench.core.layers import circuit
+
+    specs = registry.specs()
+    states = await circuit.states(r, specs)
+    items = []
+    for spec in specs:
+        entry = _handler(spec)
+        if spec.event in states:
+            entry["circuitState"] = states[spec.event]
+        items.append(entry)
+    return {"total": len(items), "handlers": items}
+
+
 def schemas(event: str) -> tuple[int, dict[str, Any]]:
     spec = registry.get(event)
     if spec is None:

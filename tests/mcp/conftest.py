@@ -21,6 +21,7 @@ from django.conf import settings
 REPO = Path(__file__).resolve().parents[2]
 START_DEADLINE_S = 60
 PING_INTERVAL_MS = 200  # the GET stream pings this often in the test servers
+MAX_BODY_BYTES = 65_536  # request bodies past this are refused by the test servers
 
 
 def _free_port() -> int:
@@ -45,7 +46,7 @@ def _database_url() -> str:
 def _server_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(DATABASE_URL=_database_url(), REDIS_URL=settings.REDIS_URL, PYTHONUNBUFFERED="1",
-               CB_MCP_PING_INTERVAL_MS=str(PING_INTERVAL_MS))
+               CB_MCP_PING_INTERVAL_MS=str(PING_INTERVAL_MS), CB_MAX_BODY_BYTES=str(MAX_BODY_BYTES))
     return env
 
 

@@ -268,3 +268,34 @@ async def test_the_rate_limit_window_belongs_to_the_mcp_session(uvicorn_server, 
         payload(await client.call_tool("task__create", {"text": "counted"}))
     # SPEC §2.7: the MCP session id is the client id, so the window is this session's own.
     assert await redis.zcard(keys.ratelimit("task.create", session)) == 1
+
+
+async def test_every_tool_refuses_missing_required_arguments(uvicorn_server, redis):
+    needy = [s for s in registry.specs() if s.mcp.visible and s.input.model_json_schema().get("required")]
+    assert needy
+    async with connect(uvicorn_server) as client:
+        results = {s.event: await client.call_tool(s.event.replace(".", "__"), {}) for s in needy}
+    for event, result in results.items():
+        assert result.is_error, event
+        assert result.content[0].text.startswith(f"Invalid arguments for {event.replace('.', '__')}"), event
+    assert await Task.objects.acount() == 0
+    assert not [k async for k in redis.scan_iter(match=keys.TASK_PATTERN)]
+
+
+async def test_malformed_requests_get_clear_errors(uvicorn_server, redis):
+    async with httpx.AsyncClient(base_url=uvicorn_server, timeout=10) as http:
+        wrong_accept = await http.post("/mcp", headers={"content-type": "application/json", "accept": "text/html"},
+                                       json=INIT)
+        sessions_after_refusal = (await health(uvicorn_server))["activeSessions"]
+        too_big = await http.post("/mcp", headers=ACCEPT, content=b'{"jsonrpc":"2.0","id":1,"method":"initialize",'
+                                  + b'"params":{"x":"' + b"a" * 70_000 + b'"}}')
+        session = (await http.post("/mcp", headers=ACCEPT, json=INIT)).headers["mcp-session-id"]
+        not_json = await http.post("/mcp", headers={**ACCEPT, "mcp-session-id": session}, content=b"{nope")
+        not_json_no_session = await http.post("/mcp", headers=ACCEPT, content=b"{nope")
+        put = await http.put("/mcp", headers={"mcp-session-id": session})
+    assert wrong_accept.status_code == 406 and sessions_after_refusal == 0
+    assert too_big.status_code == 413 and too_big.json()["error"]["code"] == -32600
+    assert not_json.status_code == 400 and not_json.json()["error"]["code"] == -32700
+    assert (not_json_no_session.status_code, not_json_no_session.json()) == (400, {**NO_SESSION, "id": None})
+    assert put.status_code == 405 and put.headers["allow"] == "GET, POST, DELETE, OPTIONS"
+    assert (await health(uvicorn_server))["activeSessions"] == 1  # only the good initialize opened one
