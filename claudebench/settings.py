@@ -131,7 +131,7 @@ EVENT_BUS_ADAPTER = env_str("EVENT_BUS_ADAPTER", "redis")
 EVENT_BUS_DEFAULT_MAX_RETRIES = env_int("EVENT_BUS_DEFAULT_MAX_RETRIES", 3, minimum=1)
 EVENT_BUS_DEFAULT_USE_DLQ = env_bool("EVENT_BUS_DEFAULT_USE_DLQ", False)
 EVENT_BUS_MEMORY_MAX_HISTORY = env_int("EVENT_BUS_MEMORY_MAX_HISTORY", 1000, minimum=1)
-CB_SUBSCRIPTION_MODULES = env_list("CB_SUBSCRIPTION_MODULES", ["events.subscribers"])
+CB_SUBSCRIPTION_MODULES = env_list("CB_SUBSCRIPTION_MODULES", ["events.subscribers", "hooks.subscribers"])
 CB_BUS_RETRY_DELAY_MS = env_int("CB_BUS_RETRY_DELAY_MS", 1000, minimum=0)
 CB_BUS_BLOCK_MS = env_int("CB_BUS_BLOCK_MS", 1000, minimum=1)
 CB_BUS_DISCOVER_INTERVAL_MS = env_int("CB_BUS_DISCOVER_INTERVAL_MS", 5000, minimum=10)
@@ -174,7 +174,7 @@ CB_PERSIST_HOOK_AUDIT = env_bool("CB_PERSIST_HOOK_AUDIT", True)
 CB_PERSIST_HOOK_STATE = env_bool("PERSIST_HOOK_STATE", True)
 CB_PERSIST_SESSION_STATE = env_bool("PERSIST_SESSION_STATE", True)
 CB_PERSIST_SNAPSHOTS = env_bool("PERSIST_SNAPSHOTS", True)
-CB_SESSION_PROCESSOR = env_bool("CB_SESSION_PROCESSOR", True)  # the hook.*.executed listener
+CB_SESSION_PROCESSOR = env_bool("CB_SESSION_PROCESSOR", False)  # also a pub/sub listener in the web
 CB_HOOK_BLOCK_AS_ERROR = env_bool("CB_HOOK_BLOCK_AS_ERROR", False)  # block as -32003 instead of allow:false
 
 # --- pipeline: rate limits, circuit breakers, cache, audit, metrics (issue 4) ----------------------

@@ -1,13 +1,14 @@
 """The session state processor and session helpers (SPEC §10.9).
 
-Every hook handler publishes `hook.<type>.executed`. One listener per web process subscribes to
-`hook.*.executed`; a `SET NX` lock on the envelope id lets exactly one process of the cluster
-record each event (SPEC §16 row 39): the session stream and context in Redis (Lua), the
+Every hook handler publishes `hook.<type>.executed`. A `SET NX` lock on the envelope id lets
+exactly one process of the cluster record each event (SPEC §16 row 39): the session stream and context in Redis (Lua), the
 SessionEvent / SessionState rows, and the HookAudit row — the audit table is written here, off
 the request path, so a hook call never waits for PostgreSQL.
 
-(A durable consumer-group subscription from events/ can replace the pub/sub listener once that
-API exists; `record_hook_event` is the unit either one calls.)
+Two ways to run it, both calling `record_hook_event`: the durable subscription in
+hooks/subscribers.py (consume_streams; the default, at-least-once with retries), and `listen()`,
+a pub/sub listener started in each web process when CB_SESSION_PROCESSOR is true (for servers
+run without consume_streams). Both may run at once: the lock keeps the work single.
 """
 
 from __future__ import annotations
@@ -114,8 +115,18 @@ async def snapshot_create(r, *, session_id: str, reason: str, instance_id: str |
 async def record_hook_event(channel: str, envelope: dict[str, Any]) -> bool:
     """Record one `hook.<type>.executed` envelope, once per cluster. True if this call did it."""
     r = get_redis()
-    if not await r.set(keys.session_processed(envelope["id"]), "1", nx=True, ex=3600):
+    lock = keys.session_processed(envelope["id"])
+    if not await r.set(lock, "1", nx=True, ex=3600):
         return False
+    try:
+        await _record(r, channel, envelope)
+    except BaseException:
+        await r.delete(lock)  # let a redelivery (durable subscription) try again
+        raise
+    return True
+
+
+async def _record(r, channel: str, envelope: dict[str, Any]) -> None:
     payload = envelope.get("payload") if isinstance(envelope.get("payload"), dict) else {}
     ev = hook_state_event(channel, payload, envelope.get("timestamp"))
     event_type = f"hook.{ev['hookType']}"
@@ -127,7 +138,6 @@ async def record_hook_event(channel: str, envelope: dict[str, Any]) -> bool:
     if rec.needs_snapshot:
         await snapshot_create(r, session_id=ev["sessionId"], reason="threshold")
     await _persist(r, ev, event_type, rec)
-    return True
 
 
 async def _persist(r, ev: dict[str, Any], event_type: str, rec: scripts.HookEventRecord) -> None:

@@ -95,3 +95,22 @@ async def test_listener_records_published_events(call, redis):
     finally:
         stop.set()
         await listener
+
+
+async def test_durable_subscription_records_each_event_once(call, redis, settings):
+    settings.CB_BUS_BLOCK_MS = 50
+    from events import subscriptions
+    from events.consumer import GroupConsumer
+
+    sub = subscriptions.get("hooks-session-state")
+    assert sub is not None
+    await call("hook.pre_tool", {"tool": "Bash", "params": {"command": "ls"}, "sessionId": "durable-1"})
+    await call("hook.user_prompt", {"prompt": "hi", "context": {}, "sessionId": "durable-1"})
+    consumers = [GroupConsumer(sub, f"c{i}", asyncio.Event()) for i in range(2)]
+    for consumer in consumers:
+        await consumer.discover()
+    for _ in range(3):  # the first round of a consumer re-reads its own pending entries
+        for consumer in consumers:
+            await consumer.round()
+    assert await redis.hget(keys.session_state("durable-1"), "eventCount") == "2"
+    assert await SessionEvent.objects.filter(session_id="durable-1").acount() == 2
