@@ -93,3 +93,12 @@ def daphne_server(django_db_setup, _test_redis_database, tmp_path_factory) -> It
     argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "claudebench.asgi:application"]
     with _serve(argv, port, tmp_path_factory.mktemp("daphne") / "server.log") as base:
         yield base
+
+
+@pytest.fixture
+async def mcp_client(client):
+    """The in-process ASGI client (no lifespan: /mcp starts the SDK on first use), stopped after."""
+    from claudebench.transport import mcp
+
+    yield client
+    await mcp.shutdown()
