@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from django.conf import settings
 from psycopg import sql
 from redis.asyncio import Redis
 
@@ -59,6 +61,7 @@ class Decision:
 
 
 class _Compiled:
+    checked_at = 0.0
     raw: str | None = None
     version: str | None = None
     rules: RuleSet | None = None
@@ -79,8 +82,14 @@ async def _rows_from_pg() -> list[dict[str, Any]]:
 
 
 async def rules(r: Redis) -> RuleSet:
-    """The current rules: one MGET per call, PostgreSQL only after a change."""
+    """The current rules: one MGET at most every CB_HOOK_RULES_REFRESH_MS, PostgreSQL only after
+    a change (so an operator's edit applies within that interval, without a restart)."""
+    refresh_s = settings.CB_HOOK_RULES_REFRESH_MS / 1000
+    now = time.monotonic()
+    if _Compiled.rules is not None and now < _Compiled.checked_at + refresh_s:
+        return _Compiled.rules
     raw, version = await r.mget(keys.HOOK_RULES, keys.HOOK_RULES_VERSION)
+    _Compiled.checked_at = now
     version = version or "0"
     if raw is not None and raw == _Compiled.raw and version == _Compiled.version and _Compiled.rules is not None:
         return _Compiled.rules
