@@ -213,6 +213,9 @@ class GroupConsumer:
             for start in range(0, len(events), self.sub.batch_size):
                 chunk = events[start:start + self.sub.batch_size]
                 self._settle(batch, chunk, await self._deliver(chunk))
+        elif self.sub.concurrency == 1:  # in stream order, without a task per event
+            for event in events:
+                self._settle(batch, [event], await self._deliver(event))
         elif events:
             gate = asyncio.Semaphore(self.sub.concurrency)
 

@@ -32,7 +32,13 @@ def ms_from_dt(value: datetime) -> int:
 
 
 def random_base36(length: int) -> str:
-    return "".join(secrets.choice(_BASE36) for _ in range(length))
+    # One draw from the OS for the whole string (not one per character: publish makes one per event).
+    n = secrets.randbelow(36**length)
+    out = []
+    for _ in range(length):
+        n, digit = divmod(n, 36)
+        out.append(_BASE36[digit])
+    return "".join(out)
 
 
 def event_id(ms: int | None = None) -> str:

@@ -67,6 +67,27 @@ async def exactly_once_delivery(
     return reply[0] == 0, reply[1]
 
 
+async def exactly_once_delivery_many(
+    r: Redis, events: list[tuple[str, str, str]], *, maxlen: int, stream_ttl_s: int, marker_ttl_s: int,
+    _load: bool = True,
+) -> list[tuple[bool, str | int] | Exception]:
+    """exactly_once_delivery for many (event id, type, envelope) in one round trip: a pipeline of
+    EVALSHA, without redis-py's per-pipeline SCRIPT EXISTS. One reply (or exception) per event."""
+    sha = _script(r, "exactly_once_delivery").sha
+    async with r.pipeline(transaction=False) as pipe:
+        for event_id, event_type, envelope in events:
+            pipe.evalsha(sha, 3, keys.processed_event(event_id), keys.DUPLICATES_PREVENTED, keys.stream(event_type),
+                         event_id, envelope, keys.channel(event_type), maxlen, stream_ttl_s, marker_ttl_s)
+        replies = await pipe.execute(raise_on_error=False)
+    missing = [e for e, reply in zip(events, replies, strict=True) if isinstance(reply, NoScriptError)]
+    if missing and _load:  # NOSCRIPT fails before the script body runs: load it and send those again
+        await r.script_load(SOURCES["exactly_once_delivery"])
+        again = iter(await exactly_once_delivery_many(r, missing, maxlen=maxlen, stream_ttl_s=stream_ttl_s,
+                                                      marker_ttl_s=marker_ttl_s, _load=False))
+        replies = [next(again) if isinstance(reply, NoScriptError) else reply for reply in replies]
+    return [reply if isinstance(reply, Exception) else (reply[0] == 0, reply[1]) for reply in replies]
+
+
 async def partition_event(r: Redis, *, partition_key: str, event_id: str, now_ms: int, envelope: str) -> int:
     reply = await _script(r, "partition_event")(
         keys=[keys.partition(partition_key)], args=[event_id, now_ms, envelope]
