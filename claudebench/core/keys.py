@@ -308,15 +308,6 @@ def handler_cache_pattern(event: str) -> str:
     return f"cb:cache:handler:{event}:*"
 
 
-# --- MCP surface and its welcome page (SPEC §2.7, §6.2, §6.4) ---------------------------------------
-METRICS_MCP_CALLS = "cb:metrics:mcp:calls"
-INSTANCES_ACTIVE = "cb:instances:active"
-
-
-def metrics_events(event: str) -> str:
-    return f"cb:metrics:events:{event}"
-
-
 # --- instances and coordination (SPEC §6.4, instances issue) ------------------------------------------
 INSTANCES_ACTIVE = "cb:instances:active"
 INSTANCE_QUEUE_PATTERN = "cb:queue:instance:*"
