@@ -4,13 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from claudebench.core.schema import Out, Schema, opt
 
 Id = Annotated[str, Field(min_length=1)]
 Number = int | float
 TodoStatus = Literal["pending", "in_progress", "completed"]
+
+
+def _or(default: str, allowed: tuple[str, ...]):
+    """Claude Code sends kinds the original's enums never knew (`notification_type` such as
+    "permission_prompt", `subagent_type` such as "Explore"); the original's bridge forwards them
+    as they are. A string outside the enum reads as `default`, so those hooks do not fail."""
+    return BeforeValidator(lambda v: default if isinstance(v, str) and v not in allowed else v)
+
+
+AgentType = Annotated[Literal["main", "subagent", "unknown"], _or("unknown", ("main", "subagent", "unknown"))]
+NotificationType = Annotated[Literal["info", "warning", "error", "success"],
+                             _or("info", ("info", "warning", "error", "success"))]
 
 # As in tasks/schemas.py: a field typed `X` with default None may be absent, never an explicit null.
 
@@ -92,7 +104,7 @@ class TodoWriteOut(Out):
 class AgentStopIn(Schema):
     instance_id: Id
     session_id: Id
-    agent_type: Literal["main", "subagent", "unknown"]
+    agent_type: AgentType
     timestamp: Number
 
 
@@ -103,7 +115,7 @@ class AgentStopOut(Out):
 
 class NotificationIn(Schema):
     message: str
-    type: Literal["info", "warning", "error", "success"]
+    type: NotificationType
     session_id: Id
     instance_id: Id
     timestamp: Number

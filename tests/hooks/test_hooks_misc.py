@@ -51,9 +51,16 @@ async def test_agent_stop_notification_and_pre_compact(call, redis, stream_event
     assert notes["count"] == "1"
     [event] = await stream_events("context.pre_compact")
     assert event["payload"]["compactionCount"] == 1
+    # Kinds newer than the original's enums (sent as-is by the original bridge) read as the default.
+    out = await call("hook.agent_stop", {"instanceId": "i-1", "sessionId": "s-1", "agentType": "general-purpose",
+                                         "timestamp": 1})
+    assert out["acknowledged"] is True
+    assert (await stream_events("agent.stopped"))[-1]["payload"]["agentType"] == "unknown"
+    await call("hook.notification", {"message": "approve?", "type": "permission_prompt", "sessionId": "s-1",
+                                     "instanceId": "i-1", "timestamp": 4})
+    assert await redis.hget(keys.notification_latest("i-1"), "type") == "info"
     with pytest.raises(InvalidParams):
-        await call("hook.agent_stop", {"instanceId": "i-1", "sessionId": "s-1", "agentType": "general-purpose",
-                                       "timestamp": 1})
+        await call("hook.agent_stop", {"instanceId": "i-1", "sessionId": "s-1", "agentType": 7, "timestamp": 1})
 
 
 async def test_config_set_and_get_and_cache_invalidation(call, redis, stream_events):
