@@ -150,8 +150,9 @@ CB_BACKGROUND_CONCURRENCY = env_int("CB_BACKGROUND_CONCURRENCY", 64, minimum=1)
 CB_PG_POOL_TIMEOUT_S = env_int("CB_PG_POOL_TIMEOUT", 10, minimum=1)  # wait for a pooled connection
 
 # --- MCP over Streamable HTTP (issue 9, SPEC §2.7) ---
-# An MCP session with no request in flight for this long is closed (0 = never).
-CB_MCP_SESSION_IDLE_S = env_int("CB_MCP_SESSION_IDLE", 1800, minimum=0)
+# An MCP session that sees no request for this long expires (0 = never). Long, because a client
+# holding an expired id gets the original's 400 and most do not re-initialize on their own.
+CB_MCP_SESSION_IDLE_S = env_int("CB_MCP_SESSION_IDLE", 86_400, minimum=0)
 # Interval of the `ping` events on the GET /mcp server stream.
 CB_MCP_PING_INTERVAL_MS = env_int("CB_MCP_PING_INTERVAL_MS", 30_000, minimum=10)
 LOGGING["loggers"]["mcp"] = {"level": "WARNING"}  # the SDK logs every stateless request at INFO

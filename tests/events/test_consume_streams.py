@@ -106,6 +106,13 @@ async def test_sigterm_under_load_exits_0_and_loses_nothing(redis, workers):
     rest = workers("effects")
     await ready(rest)
     await wait_until(lambda: _all_done(redis, ids), 30, "the rest delivered")
+    await wait_until(lambda: "consume_streams effects processed=" in rest.output(), 10, "a counters line")
+    await wait_until(lambda: _lag_recorded(redis), 10, "lag in the stats hash")
     assert await asyncio.to_thread(rest.stop) == 0
     done = await effects(redis)
     assert set(done) == set(ids) and set(done.values()) == {1}
+
+
+async def _lag_recorded(redis) -> bool:
+    counters = await redis.hgetall(keys.consumer_metrics(GROUP))
+    return counters.get("lag") == "0" and counters.get("pending") == "0"

@@ -18,8 +18,8 @@ import signal
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from claudebench.core import pg
-from claudebench.core.redis import close_redis
+from claudebench.core import keys, pg
+from claudebench.core.redis import close_redis, get_redis
 from events import subscriptions
 from events.consumer import Counters, GroupConsumer
 from events.redis_bus import RedisBus
@@ -99,6 +99,12 @@ class Command(BaseCommand):
             except Exception as exc:  # stats are best effort; the loops go on
                 log.warning("stats unavailable: %s", exc)
                 continue
+            async with get_redis().pipeline(transaction=False) as pipe:
+                for c in consumers:  # SPEC §4.7: the stats hash carries lag too
+                    g = groups.get(c.sub.group, {})
+                    pipe.hset(keys.consumer_metrics(c.sub.group),
+                              mapping={"lag": g.get("lag", 0), "pending": g.get("pending", 0)})
+                await pipe.execute()
             for c in consumers:
                 g = groups.get(c.sub.group, {})
                 log.info("consume_streams %s %s streams=%d pending=%s lag=%s", c.sub.name, c.totals,
