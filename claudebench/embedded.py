@@ -1,7 +1,7 @@
 """Addresses of the embedded PostgreSQL and Valkey servers.
 
 This module only computes paths and URLs; it never starts a process (settings import it).
-Starting and stopping lives in claudebench/engines.py, used by `manage.py up` and the test
+Starting and stopping lives in the claudebench.engines package, used by `manage.py up` and the test
 session. Servers listen on Unix sockets inside the project's git-ignored data directory, so they
 never take a TCP port (5432 and 6379 stay free for whatever the machine runs).
 """

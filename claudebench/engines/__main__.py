@@ -1,0 +1,7 @@
+"""`python -m claudebench.engines start|stop|status`."""
+
+import sys
+
+from claudebench.engines import main
+
+sys.exit(main())
