@@ -44,6 +44,12 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _has_huge_float_id(obj: Any) -> bool:
+    items = obj if isinstance(obj, list) else (obj,)
+    return any(isinstance(item, dict) and isinstance(item.get("id"), float) and abs(item["id"]) >= 2**63
+               for item in items)
+
+
 def parse_json(body: bytes) -> Any:
     """Strict JSON (SPEC §18.1): no NaN/Infinity, valid UTF-8, bounded nesting.
 
@@ -52,10 +58,14 @@ def parse_json(body: bytes) -> Any:
     parsed again with the standard library (strict about constants, depth bounded by recursion).
     """
     try:
-        return orjson.loads(body)
+        obj = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         if "surrogate" not in str(exc) or b"\\u" not in body.lower():
             raise ParseError() from None
+    else:
+        if not _has_huge_float_id(obj):
+            return obj
+        # orjson reads integers past 64 bits as floats; a JSON-RPC id must come back exactly.
     try:
         return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
     except (ValueError, RecursionError, UnicodeDecodeError):
@@ -84,8 +94,18 @@ async def send_bytes(send, status: int, body: bytes, headers: list[tuple[bytes, 
     await send({"type": "http.response.body", "body": body})
 
 
+def dumps(payload: Any) -> bytes:
+    """JSON bytes of an answer. orjson refuses lone surrogates (a request may carry `\\ud800` in its id,
+    method or a key) and integers past 64 bits (an id may be one); the standard library writes both
+    exactly, as ASCII escapes and digits, so the client gets back what it sent (SPEC §18.1)."""
+    try:
+        return orjson.dumps(payload)
+    except TypeError:
+        return json.dumps(payload, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
+
+
 async def send_json(send, status: int, payload: Any, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    await send_bytes(send, status, orjson.dumps(payload), [JSON_TYPE, *cors_headers(), *(extra or [])])
+    await send_bytes(send, status, dumps(payload), [JSON_TYPE, *cors_headers(), *(extra or [])])
 
 
 async def send_empty(send, status: int, extra: list[tuple[bytes, bytes]] | None = None) -> None:

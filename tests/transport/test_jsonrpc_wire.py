@@ -456,3 +456,36 @@ async def test_optional_output_fields_are_omitted_not_null(client, redis):
     assert task["attachmentCount"] == 0
     # Fields the SPEC types as "|null" are present as null.
     assert task["assignedTo"] is None and task["completedAt"] is None and task["result"] is None
+
+
+# --- answers that orjson alone cannot write -------------------------------------------------------------
+async def test_lone_surrogate_in_id_or_method_is_echoed_escaped_not_a_crash(client, redis):
+    response = await post(client, b'{"jsonrpc":"2.0","method":"system.health","id":"a\\ud800"}')
+    assert response.status_code == 200 and b'"id":"a\\ud800"' in response.content
+    assert "result" in response.json()
+    response = await post(client, b'{"jsonrpc":"2.0","method":"no\\udfff","id":1}')
+    assert response.status_code == 200
+    assert response.json()["error"] == {"code": -32601, "message": "Method not found: no\udfff"}
+    batch = await post(client, b'[{"jsonrpc":"2.0","method":"\\ud800","id":"\\ud800"}]', "/rpc/batch")
+    assert batch.status_code == 200 and batch.json()[0]["id"] == "\ud800"
+    await assert_still_answering(client)
+
+
+async def test_lone_surrogate_in_an_unknown_key_is_invalid_params(client, redis):
+    body = b'{"jsonrpc":"2.0","method":"task.create","id":1,"params":{"text":"ok","\\ud800":1}}'
+    error = error_of(await post(client, body), -32602, rid=1)
+    assert error["data"][0]["path"] == ["\ud800"]
+    rest = await client.post("/task/create", content=b'{"text":"ok","\\ud800":1}')
+    assert rest.status_code == 400 and rest.json()["details"][0]["path"] == ["\ud800"]
+    await assert_nothing_stored(redis)
+
+
+async def test_integer_ids_past_64_bits_are_echoed_exactly(client, redis):
+    for literal in (b"18446744073709551616", b"-98765432109876543210987", b"9223372036854775808"):
+        body = b'{"jsonrpc":"2.0","method":"system.health","id":' + literal + b"}"
+        response = await post(client, body)
+        assert response.status_code == 200
+        assert b'"id":' + literal + b"}" in response.content, response.content
+        assert response.json()["id"] == int(literal)
+    batch = b'[{"jsonrpc":"2.0","method":"system.health","id":' + b"1" + b"0" * 25 + b"}]"
+    assert (await post(client, batch)).json()[0]["id"] == 10**25
