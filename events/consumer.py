@@ -112,6 +112,7 @@ class GroupConsumer:
         self._claim_at = 0.0
         self._own_pending = True  # first read our own pending entries (a restart with the same name)
         self._transient_ms = 0
+        self._prefetched: list[Entry] = []  # read together with the previous batch's acks
 
     # --- streams and groups ---------------------------------------------------------------------
     async def discover(self) -> int:
@@ -178,8 +179,9 @@ class GroupConsumer:
         claimed: list[Entry] = []
         if time.monotonic() >= self._claim_at:
             claimed = await self.claim()
+        prefetched, self._prefetched = self._prefetched, []
         try:
-            found = claimed or await self._read()
+            found = claimed or prefetched or await self._read()
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
@@ -187,11 +189,12 @@ class GroupConsumer:
             self.streams.clear()
             self._discover_at = 0.0
             return Counters()
-        counters = await self.process(found, claimed=len(claimed))
+        full = not claimed and len(found) >= self.sub.batch_size
+        counters = await self.process(found, claimed=len(claimed), prefetch=full and not self._own_pending)
         self.totals.add(counters)
         return counters
 
-    async def process(self, found: list[Entry], *, claimed: int = 0) -> Counters:
+    async def process(self, found: list[Entry], *, claimed: int = 0, prefetch: bool = False) -> Counters:
         batch = _Batch()
         batch.counters.claimed = claimed
         events: list[Event] = []
@@ -226,7 +229,7 @@ class GroupConsumer:
             outcomes = await asyncio.gather(*(one(e) for e in events))
             for event, outcome in zip(events, outcomes, strict=True):
                 self._settle(batch, [event], outcome)
-        await self._commit(batch)
+        await self._commit(batch, prefetch=prefetch and not self.stop.is_set())
         return batch.counters
 
     async def _deliver(self, target: Event | list[Event]) -> Outcome | None:
@@ -270,8 +273,9 @@ class GroupConsumer:
             log.error("%s dropped entry %s of %s after %d attempts: %s", self.sub.name, entry_id, stream,
                       attempts, reason)
 
-    async def _commit(self, batch: _Batch) -> None:
-        """Dead letters, acks and counters in one MULTI: a dead letter exists iff its entry is acked."""
+    async def _commit(self, batch: _Batch, *, prefetch: bool = False) -> None:
+        """Dead letters, acks and counters in one MULTI: a dead letter exists iff its entry is acked.
+        With `prefetch`, the same round trip reads the next batch (after a full one, more is waiting)."""
         c = batch.counters
         if not batch.ack and not batch.dead and not (c.retried or c.claimed):
             return
@@ -288,11 +292,21 @@ class GroupConsumer:
                     pipe.hincrby(metrics, name, value)
             if batch.last_id:
                 pipe.hset(metrics, "lastId", batch.last_id)
-            await pipe.execute()
+            if prefetch:  # the next batch in the same round trip (no BLOCK inside MULTI)
+                pipe.xreadgroup(self.sub.group, self.name, dict.fromkeys(self.streams, ">"),
+                                count=self.sub.batch_size)
+            replies = await pipe.execute(raise_on_error=False)
+        if prefetch:
+            read = replies.pop()
+            if not isinstance(read, Exception):  # e.g. NOGROUP: the next plain read sorts it out
+                self._prefetched = [(s, i, f) for s, items in read or [] for i, f in items]
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
 
     async def run(self) -> None:
         """Rounds until stop; a lost Redis connection is retried with a short pause."""
-        while not self.stop.is_set():
+        while not self.stop.is_set() or self._prefetched:  # prefetched entries are ours: finish them
             try:
                 await self.round()
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
