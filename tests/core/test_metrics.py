@@ -81,3 +81,16 @@ async def test_snapshot_for_system_metrics(circuit_on, limits, call, redis, sett
     assert snap["counters"]["ratelimit:test.circuit:allowed"] == "3"
     assert snap["current"]["events:total"] == "3"
     assert await redis.ttl(keys.METRICS_CURRENT) > 0
+
+
+def test_supervisor_gives_web_workers_an_empty_prometheus_dir(monkeypatch, tmp_path):
+    from claudebench import embedded
+    from claudebench.management.commands.up import Command
+
+    monkeypatch.setattr(embedded, "DATA_DIR", tmp_path)
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    (tmp_path / "prometheus").mkdir()
+    (tmp_path / "prometheus" / "counter_123.db").write_bytes(b"old run")
+    env = Command.child_env(())
+    assert env["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path / "prometheus")
+    assert list((tmp_path / "prometheus").iterdir()) == []

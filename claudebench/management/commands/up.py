@@ -210,6 +210,20 @@ class Supervisor:
         proc.wait()
 
 
+def fresh_prometheus_dir() -> str:
+    """An empty directory for prometheus-client's multi-process mode (core/metrics.py): every web
+    worker writes its series there and /metrics sums them. Emptied per supervisor run, so the files
+    of a previous run never add up."""
+    import shutil
+
+    from claudebench import embedded
+
+    path = embedded.DATA_DIR / "prometheus"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return str(path)
+
+
 def web_answers(host: str, port: int) -> bool:
     address = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
     try:
@@ -278,6 +292,8 @@ class Command(BaseCommand):
         if any(child.name == "background" for child in table):
             # Someone runs `runworker`: the web hands notifications and triggered runs to it.
             env.setdefault("CB_BACKGROUND_HANDOFF", "1")
+        if "PROMETHEUS_MULTIPROC_DIR" not in env:
+            env["PROMETHEUS_MULTIPROC_DIR"] = fresh_prometheus_dir()
         return env
 
     def say_engines(self, started: engines.StartedEngines) -> None:
