@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.factories import register_instance
+from tests.factories import register_instance, task_tables  # noqa: F401  (task_tables: fixture)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import time
 from datetime import timedelta
 
 import orjson
-import pytest
 from asgiref.sync import sync_to_async
 from django.core.management import call_command
 
@@ -15,9 +14,9 @@ from claudebench.core import keys
 from claudebench.core.clock import iso_ms
 from tasks.models import Task
 from tasks.services import tasks_hydrate
-from tests.factories import BASE_TIME, TaskFactory
+from tests.factories import BASE_TIME, TASK_DB, TaskFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = TASK_DB
 
 FUTURE = int(time.time() * 1000) + 50_000_000  # ids "from another clock": the counter must pass them
 

@@ -9,8 +9,9 @@ from django.conf import settings
 from claudebench.core import keys
 from claudebench.core.errors import HandlerError, InvalidParams
 from tasks.models import Task
+from tests.factories import TASK_DB
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = TASK_DB
 
 
 async def test_assign_moves_the_task_to_the_instance_queue(call, redis, new_task, instance, stream_events):

@@ -10,8 +10,9 @@ from django.conf import settings
 from claudebench.core import keys
 from claudebench.core.errors import HandlerError, InvalidParams
 from tasks.models import Task
+from tests.factories import TASK_DB
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = TASK_DB
 
 
 async def test_claim_takes_the_highest_priority_pending_task(call, redis, new_task, instance, stream_events):

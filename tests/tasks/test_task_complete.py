@@ -8,8 +8,9 @@ import pytest
 from claudebench.core import keys
 from claudebench.core.errors import HandlerError, InvalidParams
 from tasks.models import Task, TaskAttachment
+from tests.factories import TASK_DB
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = TASK_DB
 
 
 async def test_complete_with_result(call, redis, assigned_task, stream_events):

@@ -13,8 +13,9 @@ from claudebench.core import keys
 from claudebench.core.clock import parse_iso
 from claudebench.core.errors import InvalidParams
 from tasks.models import Task
+from tests.factories import TASK_DB
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = TASK_DB
 
 
 async def test_create_queues_task_and_announces_it(call, redis, stream_events):
@@ -97,8 +98,15 @@ async def test_created_event_is_the_same_bytes_on_stream_and_channel(call, redis
                                    "createdAt": out["createdAt"]}
 
 
+def counter_ahead(by_ms: int) -> int:
+    """A counter value above anything this process proposes next, so the next id is value + 1."""
+    from tasks import services
+
+    return max(int(time.time() * 1000) + by_ms, services._Ids.last)
+
+
 async def test_ids_continue_above_a_counter_set_by_another_process(call, redis):
-    ahead = int(time.time() * 1000) + 10_000_000
+    ahead = counter_ahead(10_000_000)
     await redis.set(keys.TASK_ID_COUNTER, str(ahead))
     first = await call("task.create", {"text": "after another server"})
     second = await call("task.create", {"text": "and again"})
@@ -115,7 +123,7 @@ async def test_postgres_failure_undoes_the_redis_task_and_publishes_nothing(call
     from claudebench.core.errors import HandlerError
     from tests.factories import TaskFactory
 
-    ahead = int(time.time() * 1000) + 20_000_000
+    ahead = counter_ahead(20_000_000)
     await redis.set(keys.TASK_ID_COUNTER, str(ahead))
     await sync_to_async(TaskFactory)(id=f"t-{ahead + 1}", text="already in PostgreSQL")
     with pytest.raises(HandlerError, match="Failed to persist task"):

@@ -10,9 +10,9 @@ from claudebench.core import keys
 from claudebench.core.errors import HandlerError, InvalidParams
 from tasks import services
 from tasks.models import Task, TaskAttachment
-from tests.factories import TaskAttachmentFactory, TaskFactory
+from tests.factories import TASK_DB, TaskAttachmentFactory, TaskFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = TASK_DB
 
 
 async def task_keys(redis, task_id: str) -> list[str]:

@@ -10,9 +10,9 @@ from asgiref.sync import sync_to_async
 from claudebench.core.errors import InvalidParams
 from tasks import services
 from tasks.models import Task
-from tests.factories import BASE_TIME, TaskFactory
+from tests.factories import BASE_TIME, TASK_DB, TaskFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = TASK_DB
 
 ROWS = [  # id suffix, status, priority, assignedTo
     ("01", "pending", 50, None),

@@ -9,8 +9,9 @@ from django.conf import settings
 from claudebench.core import keys
 from claudebench.core.errors import HandlerError, InvalidParams
 from tasks.models import Task
+from tests.factories import TASK_DB
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = TASK_DB
 
 
 async def test_update_changes_text_and_priority_everywhere(call, redis, new_task, stream_events):

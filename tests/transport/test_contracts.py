@@ -18,11 +18,11 @@ import orjson
 import pytest
 
 from claudebench.core.clock import parse_iso
-from tests.factories import register_instance
+from tests.factories import TASK_DB, register_instance
 
 jsonschema = pytest.importorskip("jsonschema")
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = TASK_DB
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTRACTS_DIR = Path(os.environ.get("CB_CONTRACTS_DIR", REPO_ROOT.parent / "shared" / "contracts"))

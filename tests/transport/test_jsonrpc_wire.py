@@ -14,8 +14,9 @@ import pytest
 
 from claudebench.core import keys
 from tasks.models import Task
+from tests.factories import TASK_DB
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = TASK_DB
 
 HEALTH = b'{"jsonrpc":"2.0","method":"system.health","id":"after"}'
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 
 import orjson
-import pytest
 
 from claudebench import __version__
 from claudebench.core import keys, registry
 from claudebench.core.registry import SPEC_ORDER
 from tasks.models import Task
+from tests.factories import TASK_DB
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = TASK_DB
 
 
 def is_iso(text: str) -> bool:
