@@ -26,7 +26,8 @@ NAME = "audit"
 
 
 def audit_row(event: Event) -> dict[str, Any]:
-    result = event.payload.get("result", "") if event.kind == "audit" and isinstance(event.payload, dict) else ""
+    fields = event.payload if event.kind == "audit" and isinstance(event.payload, dict) else {}
+    result = fields.get("result") or fields.get("decision") or ""  # hook decisions: allowed / blocked
     return {
         "event_id": event.id, "kind": event.kind, "event_type": event.type, "actor": entries.actor_of(event),
         "correlation_id": event.correlation_id, "result": result if isinstance(result, str) else "",

@@ -2,10 +2,10 @@
 
 B3 runs `publish()` of the events bus in this process against the bench's Redis database: the
 real path (exactly-once gate, XADD with MAXLEN, PUBLISH, in one EVALSHA) with 1 and 64 concurrent
-publishers. B4 starts 1 or 2 `manage.py consume_streams` processes of one consumer group with a
-no-op subscriber, writes events to its stream as fast as a pipeline can, and measures delivered
-and acknowledged events per second until the group has processed all of them; then it checks the
-group's counters: processed == written (0 lost, 0 delivered twice), pending 0, lag 0.
+publishers. B4 fills a stream, starts 1 or 2 `manage.py consume_streams` processes of one consumer group
+with a no-op subscriber, and measures delivered and acknowledged events per second once the
+warm-up entries are done; then it checks the group's counters: processed == written (0 lost,
+0 delivered twice), pending 0, lag 0.
 """
 
 from __future__ import annotations
@@ -40,8 +40,13 @@ B4_SUBSCRIPTION = "bench-noop"
 
 def task_payload() -> dict:
     """A task.created payload whose envelope is about 1 KB, like C-xadd's."""
-    return {"id": "t-1732560000000", "text": "x" * 860, "status": "pending", "priority": 50,
-            "createdAt": iso_ms(now_ms())}
+    return {
+        "id": "t-1732560000000",
+        "text": "x" * 860,
+        "status": "pending",
+        "priority": 50,
+        "createdAt": iso_ms(now_ms()),
+    }
 
 
 @contextlib.asynccontextmanager
@@ -81,9 +86,16 @@ async def _publishers(ctx: Context, n: int) -> Measurement:
                 counts["ok"] += 1
 
     await asyncio.gather(*(publisher() for _ in range(n)))
-    m = Measurement(clients=n, ok=counts["ok"], errors=counts["errors"], seconds=ctx.duration_s,
-                    latencies_s=latencies, unit="ev", label="publishers",
-                    first_error=first_error[0] if first_error else None)
+    m = Measurement(
+        clients=n,
+        ok=counts["ok"],
+        errors=counts["errors"],
+        seconds=ctx.duration_s,
+        latencies_s=latencies,
+        unit="ev",
+        label="publishers",
+        first_error=first_error[0] if first_error else None,
+    )
     ctx.say(f"    {n:>3} publisher(s): {m.summary()}")
     return m
 
@@ -97,13 +109,25 @@ class _Consumers:
     """`consume_streams bench-noop` processes on the bench databases."""
 
     def __init__(self, ctx: Context, n: int) -> None:
-        env = ctx.env.child_env(CB_SUBSCRIPTION_MODULES="claudebench.bench.bus_subscribers",
-                                CB_BUS_BLOCK_MS="100", CB_BUS_STATS_INTERVAL_S="3600")
-        self.logs = [tempfile.NamedTemporaryFile("w+", prefix="cb-b4-", suffix=".log", delete=False)
-                     for _ in range(n)]
-        self.procs = [subprocess.Popen([sys.executable, "manage.py", "consume_streams", B4_SUBSCRIPTION],
-                                       cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL) for log in self.logs]
+        env = ctx.env.child_env(
+            CB_SUBSCRIPTION_MODULES="claudebench.bench.bus_subscribers",
+            CB_BUS_BLOCK_MS="100",
+            CB_BUS_STATS_INTERVAL_S="3600",
+        )
+        self.logs = [
+            tempfile.NamedTemporaryFile("w+", prefix="cb-b4-", suffix=".log", delete=False) for _ in range(n)
+        ]
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, "manage.py", "consume_streams", B4_SUBSCRIPTION],
+                cwd=settings.BASE_DIR,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+            for log in self.logs
+        ]
 
     def output(self, index: int = 0) -> str:
         return Path(self.logs[index].name).read_text()
@@ -144,29 +168,31 @@ async def _processed(r: aioredis.Redis) -> int:
     return int(await r.hget(keys.consumer_metrics(B4_GROUP), "processed") or 0)
 
 
-async def _drain(r: aioredis.Redis, target: int, timeout_s: float) -> float:
+async def _crossing(r: aioredis.Redis, target: int, timeout_s: float, consumers: _Consumers) -> float:
+    """perf_counter() when the group's processed counter reaches `target` (polled every 20 ms)."""
     deadline = time.monotonic() + timeout_s
     while await _processed(r) < target:
+        if any(p.poll() is not None for p in consumers.procs):
+            raise RuntimeError("consume_streams exited: " + consumers.output()[-500:])
         if time.monotonic() > deadline:
             raise RuntimeError(f"consumers stalled at {await _processed(r)}/{target}")
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.02)
     return time.perf_counter()
 
 
 async def _consume(ctx: Context, r: aioredis.Redis, n: int) -> Measurement:
+    """The stream holds `warm` then `total` entries before the consumers start; the rate is taken
+    between the moments the group has processed the warm-up entries and all of them."""
     stream = keys.stream(B4_TYPE)
     await r.delete(stream, keys.consumer_metrics(B4_GROUP))
-    await r.xgroup_create(stream, B4_GROUP, id="0", mkstream=True)
+    warm, total = 2_000, max(20_000, int(4_000 * ctx.duration_s))
+    await _fill(r, stream, warm + total)
+    await r.xgroup_create(stream, B4_GROUP, id="0")
     consumers = _Consumers(ctx, n)
     try:
+        began = await _crossing(r, warm, 120, consumers)
+        finished = await _crossing(r, warm + total, 600, consumers)
         await consumers.ready()
-        warm = 2_000
-        await _fill(r, stream, warm)
-        await _drain(r, warm, 60)
-        total = max(20_000, int(4_000 * ctx.duration_s))
-        began = time.perf_counter()
-        await _fill(r, stream, total)
-        finished = await _drain(r, warm + total, 300)
     finally:
         codes = consumers.stop()
     processed = await _processed(r) - warm
@@ -192,6 +218,7 @@ async def measure_b4(ctx: Context, clients: Sequence[int]) -> list[Measurement]:
 def _half_of(ceiling: str):
     def check(m: Measurement, by_id) -> bool:
         return m.rate >= 0.5 * by_id[ceiling].rate
+
     return check
 
 

@@ -55,7 +55,7 @@ async def test_every_event_request_record_and_audit_entry_becomes_one_row(redis,
     assert (general_row.kind, general_row.event_type, general_row.actor, general_row.result,
             general_row.correlation_id) == ("audit", "task.create", "sess-1", "success", "corr-9")
     hook_row = found[f"{keys.AUDIT_HOOK_DECISIONS}/{decision}"]
-    assert (hook_row.event_type, hook_row.actor, hook_row.payload["decision"]) == ("hook.pre_tool", "inst-1", "blocked")
+    assert (hook_row.event_type, hook_row.actor, hook_row.result) == ("hook.pre_tool", "inst-1", "blocked")
     assert not any(r.stream.startswith("cb:stream:session:") for r in found.values())
     assert (await redis.xpending(keys.stream("task.created"), GROUP))["pending"] == 0
 
