@@ -27,7 +27,7 @@ from tasks.models import Task
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-INTERVAL_MS, TIMEOUT_MS, LEADER_TTL_MS = 100, 1_000, 1_000
+INTERVAL_MS, TIMEOUT_MS, LEADER_TTL_MS = 100, 1_000, 2_000
 
 
 def database_url() -> str:
@@ -270,3 +270,29 @@ async def test_an_expired_instance_with_a_queue_is_failed_over(call, redis, sett
     assert not await redis.exists(keys.instance("w-gone"))  # never re-created (SPEC §16 row 23)
     await gossip.gossip_stop(me="srv", role="worker")
     assert await redis.get(keys.LEADER_CURRENT) is None
+
+
+async def test_a_server_takes_leadership_from_a_client_but_not_from_a_live_server(call, redis):
+    await call("system.register", {"id": "claude-1", "roles": ["claude-code"]})
+    assert await redis.get(keys.LEADER_CURRENT) == "claude-1"
+    first = await gossip.gossip_round(me="srv-a", role="worker")
+    assert first.leader and first.became_leader
+    assert await redis.get(keys.LEADER_CURRENT) == "srv-a" == await redis.get(keys.LEADER_LOCK)
+    second = await gossip.gossip_round(me="srv-b", role="worker")
+    assert not second.leader and await redis.get(keys.LEADER_CURRENT) == "srv-a"
+    await call("system.heartbeat", {"instanceId": "claude-1"})  # a client never takes it back
+    assert await redis.get(keys.LEADER_CURRENT) == "srv-a"
+    assert await gossip.gossip_stop(me="srv-a", role="worker") is True
+    third = await gossip.gossip_round(me="srv-b", role="worker")
+    assert third.leader and third.became_leader
+    await gossip.gossip_stop(me="srv-b", role="worker")
+
+
+async def test_stale_gossip_entries_count_as_unhealthy_and_old_ones_are_dropped(redis, settings):
+    now = 10_000_000
+    for name, seen in (("fresh", now), ("stale", now - 5_000), ("ancient", now - 400_000)):
+        await redis.hset(keys.GOSSIP_HEALTH, name, f'{{"status":"healthy","lastSeen":"{seen}"}}')
+    result = await scripts.gossip_health_update(redis, instance_id="", status="", last_seen_ms=0, now_ms=now,
+                                                stale_ms=1_000, drop_ms=300_000, ttl_s=300)
+    assert (result.healthy, result.total) == (1, 2)
+    assert await redis.hget(keys.GOSSIP_HEALTH, "ancient") is None

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from claudebench.core import pg
+from claudebench.core.errors import CbError
 from claudebench.core.redis import close_redis
 from instances import gossip
 
@@ -54,8 +55,8 @@ class Command(BaseCommand):
                     break
                 try:
                     stats.add(await gossip.gossip_round(me=instance, role=role))
-                except (OSError, redis.exceptions.RedisError, psycopg.OperationalError) as exc:
-                    # Redis or PostgreSQL unreachable for a moment: count it, try next round.
+                except (OSError, redis.exceptions.RedisError, psycopg.OperationalError, CbError) as exc:
+                    # Redis or PostgreSQL unreachable, or state kept changing: count it, try next round.
                     stats.failed += 1
                     log.warning("gossip round failed: %s", exc)
                 stats.maybe_log(log)
