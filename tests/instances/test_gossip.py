@@ -296,3 +296,37 @@ async def test_stale_gossip_entries_count_as_unhealthy_and_old_ones_are_dropped(
                                                 stale_ms=1_000, drop_ms=300_000, ttl_s=300)
     assert (result.healthy, result.total) == (1, 2)
     assert await redis.hget(keys.GOSSIP_HEALTH, "ancient") is None
+
+
+async def test_leader_pushes_delayed_tasks_to_the_least_loaded_worker_when_enabled(call, redis, settings):
+    settings.CB_TASK_AUTO_ASSIGN, settings.CB_TASK_AUTO_ASSIGN_DELAY_MS, settings.CB_TASK_MAX_PER_WORKER = True, 0, 2
+    await call("system.register", {"id": "w-busy", "roles": ["worker"]})
+    await call("system.register", {"id": "w-idle", "roles": ["worker"]})
+    await call("system.register", {"id": "not-a-worker", "roles": ["docs"]})
+    first = await call("task.create", {"text": "already on w-busy"})
+    await call("task.assign", {"taskId": first["id"], "instanceId": "w-busy"})
+    made = [(await call("task.create", {"text": f"new {n}"}))["id"] for n in range(4)]
+    result = await gossip.gossip_round(me="srv", role="worker")
+    assert result.leader and result.tasks_placed == 3  # capacity 2 each: w-idle 2, w-busy 1 more
+    idle = await redis.lrange(keys.instance_queue("w-idle"), 0, -1)
+    busy = await redis.lrange(keys.instance_queue("w-busy"), 0, -1)
+    assert len(idle) == 2 and len(busy) == 2 and idle[0] == made[0]  # the least loaded got the first
+    assert not await redis.exists(keys.instance_queue("not-a-worker"))
+    left = [t for t in made if await redis.zscore(keys.PENDING_TASKS, t) is not None]
+    assert len(left) == 1 and await redis.hget(keys.task(left[0]), "assignedTo") == ""
+    for t in idle:
+        h = await redis.hgetall(keys.task(t))
+        assert h["assignedTo"] == "w-idle" and h["status"] == "pending"  # as task.assign leaves it
+        assert (await Task.objects.aget(id=t)).assigned_to == "w-idle"
+    await gossip.gossip_stop(me="srv", role="worker")
+
+
+async def test_delayed_tasks_stay_queued_when_auto_assign_is_off(call, redis, settings):
+    settings.CB_TASK_AUTO_ASSIGN_DELAY_MS = 0
+    assert settings.CB_TASK_AUTO_ASSIGN is False  # SPEC §18.5: off by default
+    await call("system.register", {"id": "w", "roles": ["worker"]})
+    t = await call("task.create", {"text": "waits for a claim"})
+    result = await gossip.gossip_round(me="srv", role="worker")
+    assert result.delayed == 1 and result.tasks_placed == 0
+    assert await redis.zscore(keys.PENDING_TASKS, t["id"]) is not None
+    await gossip.gossip_stop(me="srv", role="worker")
