@@ -4,7 +4,7 @@
 -- KEYS[4] cb:queue:tasks:pending   KEYS[5] cb:redistributed:from:{dead}
 -- KEYS[6..] cb:task:{taskId} for every id of KEYS[3], in list order, as the caller read it
 -- ARGV[1] dead id   ARGV[2] fence: the leader the caller believes it is ('' = no fence, manual call)
--- ARGV[3] now, ms   ARGV[4] stale after, ms   ARGV[5] now ISO
+-- ARGV[3] now, ms   ARGV[4] stale after, ms   ARGV[5] now ISO   ARGV[6..] the task ids of KEYS[6..]
 -- Fenced on the leader key: a caller that is no longer the leader changes nothing. An instance
 -- that heartbeated since the caller looked is left alone; an expired hash is never re-created.
 -- Returns {1, moved count, moved ids...}, {0, 'retry'} (queue changed), {0, 'not leader'}, {0, 'alive'}.
@@ -21,7 +21,7 @@ if #queued ~= #KEYS - 5 then
   return {0, 'retry'}
 end
 for i, tid in ipairs(queued) do
-  if KEYS[5 + i] ~= 'cb:task:' .. tid then return {0, 'retry'} end
+  if ARGV[5 + i] ~= tid then return {0, 'retry'} end
 end
 local dead, moved = ARGV[1], {}
 for i = 6, #KEYS do

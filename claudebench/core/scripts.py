@@ -341,7 +341,7 @@ async def reassign_failed_tasks(
     reply = _fenced(await _script(r, "reassign_failed_tasks")(
         keys=[keys.LEADER_CURRENT, keys.instance(dead_id), keys.instance_queue(dead_id), keys.PENDING_TASKS,
               keys.redistributed_from(dead_id), *(keys.task(t) for t in task_ids)],
-        args=[dead_id, fence, now_ms, stale_ms, now_iso],
+        args=[dead_id, fence, now_ms, stale_ms, now_iso, *task_ids],
     ))
     if reply[0] == 0 and reply[1] == "alive":
         return None
