@@ -247,8 +247,9 @@ async def tasks_hydrate(r: Redis, *, page_size: int = 1000) -> int:
         restored, offset = 0, 0
         while True:
             rows, _ = await task_query(limit=page_size, offset=offset, order_by="createdAt", order="asc")
-            for row in rows:
-                restored += await _restore_one(r, row)
+            page = [row["id"] for row in rows if await _restore_one(r, row)]
+            await _restore_attachments(r, page)
+            restored += len(page)
             if len(rows) < page_size:
                 break
             offset += page_size
@@ -277,3 +278,30 @@ async def _restore_one(r: Redis, row: dict[str, Any]) -> int:
         priority=row["priority"], fields=fields,
     )
     return int(ok)
+
+
+async def _restore_attachments(r: Redis, task_ids: list[str]) -> int:
+    """SPEC §12.3 step 10: put back the attachment hashes and index of restored tasks (the layout
+    `attachment_put` writes), so attachment counts and the result attachment survive a restart."""
+    if not task_ids:
+        return 0
+    names = ("id", "task", "key", "type", "value", "content", "url", "size", "mime_type", "created_by",
+             "created_at", "updated_at")
+    query = sql.SQL("SELECT {} FROM {} WHERE {} = ANY(%s)").format(
+        sql.SQL(", ").join(sql.SQL("{} AS {}").format(pg.column(TaskAttachment, n), sql.Identifier(n)) for n in names),
+        pg.table(TaskAttachment), pg.column(TaskAttachment, "task"),
+    )
+    rows = await pg.fetch(query, [task_ids])
+    async with r.pipeline(transaction=False) as pipe:
+        for a in rows:
+            pipe.hset(keys.task_attachment(a["task"], a["key"]), mapping={
+                "id": a["id"], "taskId": a["task"], "key": a["key"], "type": a["type"],
+                "value": "" if a["value"] is None else orjson.dumps(a["value"]).decode(),
+                "content": a["content"] or "", "url": a["url"] or "",
+                "size": "" if a["size"] is None else str(a["size"]), "mimeType": a["mime_type"] or "",
+                "createdBy": a["created_by"] or "", "createdAt": iso_dt(a["created_at"]),
+                "updatedAt": iso_dt(a["updated_at"]),
+            })
+            pipe.zadd(keys.task_attachments(a["task"]), {a["key"]: int(a["created_at"].timestamp() * 1000)})
+        await pipe.execute()
+    return len(rows)

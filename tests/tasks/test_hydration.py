@@ -14,7 +14,7 @@ from claudebench.core import keys
 from claudebench.core.clock import iso_ms
 from tasks.models import Task
 from tasks.services import tasks_hydrate
-from tests.factories import BASE_TIME, TASK_DB, TaskFactory
+from tests.factories import BASE_TIME, TASK_DB, TaskAttachmentFactory, TaskFactory
 
 pytestmark = TASK_DB
 
@@ -102,3 +102,26 @@ async def test_hydrate_redis_command(redis):
     again = io.StringIO()
     await sync_to_async(call_command)("hydrate_redis", stdout=again, verbosity=2)
     assert "already holds tasks" in again.getvalue()
+
+
+async def test_hydrate_restores_attachments_of_restored_tasks(call, redis):
+    ids = await make_rows()
+
+    @sync_to_async
+    def attach() -> None:
+        completed = Task.objects.get(id=ids["completed"])
+        TaskAttachmentFactory(task=completed, key="result", value={"ok": 1}, created_by="w-2")
+        TaskAttachmentFactory(task=completed, key="notes", type="markdown", value=None, content="# hi", size=4)
+
+    await attach()
+    await tasks_hydrate(redis)
+    assert sorted(await redis.zrange(keys.task_attachments(ids["completed"]), 0, -1)) == ["notes", "result"]
+    result = await redis.hgetall(keys.task_attachment(ids["completed"], "result"))
+    assert result["type"] == "json" and orjson.loads(result["value"]) == {"ok": 1} and result["createdBy"] == "w-2"
+    notes = await redis.hgetall(keys.task_attachment(ids["completed"], "notes"))
+    assert (notes["type"], notes["content"], notes["value"], notes["size"]) == ("markdown", "# hi", "", "4")
+    [listed] = (await call("task.list", {"status": "completed"}))["tasks"]
+    assert listed["attachmentCount"] == 2 and listed["resultAttachment"]["value"] == {"ok": 1}
+    # A restored task with attachments is deleted completely.
+    await call("task.delete", {"id": ids["completed"]})
+    assert [k async for k in redis.scan_iter(match=f"*{ids['completed']}*")] == []
