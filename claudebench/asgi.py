@@ -3,6 +3,7 @@
   /rpc, /rpc/batch, handler REST routes, /, /routes, /handlers, /schemas/…  → transport app
   /mcp, /mcp/health                                                          → MCP SDK app
   /admin/, /dashboard/, /api/, /static/                                      → Django
+  websocket /ws                                                              → Channels (events/)
   lifespan                                                                   → our start-up/shutdown
 """
 
@@ -52,6 +53,9 @@ class Lifespan:
 
     async def shutdown(self) -> None:
         await mcp.shutdown()
+        from events.fanout import close_fanout
+
+        await close_fanout()  # the live view's pub/sub listener, started by the first /ws client
         self.stop.set()
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -79,6 +83,18 @@ async def lifespan(scope, receive, send) -> None:
             return
 
 
+_ws_app = None
+
+
+def _websocket_app():
+    global _ws_app
+    if _ws_app is None:
+        from events.routing import websocket_app
+
+        _ws_app = websocket_app()
+    return _ws_app
+
+
 async def application(scope, receive, send) -> None:
     kind = scope["type"]
     if kind == "lifespan":
@@ -88,6 +104,9 @@ async def application(scope, receive, send) -> None:
         await background.application(scope, receive, send)
         return
     path = scope.get("path", "")
+    if kind == "websocket":  # /ws: the live view (events/consumers.py, SPEC §2.6)
+        await _websocket_app()(scope, receive, send)
+        return
     if kind == "http" and path.rstrip("/") in MCP_PATHS:
         await mcp.app(scope, receive, send)
         return

@@ -444,3 +444,19 @@ def metrics_events(event: str) -> str:
 def audit_tool_stream(tool: str) -> str:
     """`cb:audit:tools:{tool}`: per-tool hook decisions written by the audit layer (SPEC §3.6)."""
     return f"cb:audit:tools:{tool}"
+
+
+# --- WebSocket live view (SPEC §2.6, §6.1; events/consumers.py, issue 7) ------------------------------
+WS_SUBSCRIPTIONS_PREFIX = "cb:ws:subscriptions:"
+WS_SUBSCRIPTIONS_PATTERN = "cb:ws:subscriptions:*"
+WS_CLIENT_PATTERN = "cb:ws:client:*"
+
+
+def ws_subscriptions(client_id: str) -> str:
+    """Patterns one WebSocket client holds (SET, EXPIRE 3600, DEL on disconnect)."""
+    return f"cb:ws:subscriptions:{client_id}"
+
+
+def ws_client(client_id: str) -> str:
+    """One connected WebSocket client: connectedAt, userAgent, process (HASH, same TTL), for /ws/stats."""
+    return f"cb:ws:client:{client_id}"

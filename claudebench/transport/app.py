@@ -54,6 +54,12 @@ async def app(scope, receive, send) -> None:
             return
         await _rpc(scope, receive, send, batch_only=path == "/rpc/batch")
         return
+    if path in ("/ws", "/ws/stats"):  # live view (events/consumers.py): plain HTTP on /ws → 426
+        await _ws_http(send, path, method)
+        return
+    if path == "/" and method == "GET" and _prefers_html(scope):  # SPEC §18.3: browsers → pages
+        await send_empty(send, 302, [(b"location", b"/dashboard/")])
+        return
     if path in _GET_ROUTES or path.startswith("/schemas/"):
         if method not in ("GET", "HEAD"):
             await _method_not_allowed(send, "GET")
@@ -86,6 +92,25 @@ async def app(scope, receive, send) -> None:
         return
     status, payload = await rest.call(spec, body, _client(scope))
     await send_json(send, status, payload)
+
+
+def _prefers_html(scope) -> bool:
+    """Accept names text/html before (or without) application/json: a browser, not an API client."""
+    accept = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"accept"), "")
+    html, js = accept.find("text/html"), accept.find("application/json")
+    return html >= 0 and (js < 0 or html < js)
+
+
+async def _ws_http(send, path: str, method: str) -> None:
+    if method not in ("GET", "HEAD"):
+        await _method_not_allowed(send, "GET")
+    elif path == "/ws":
+        await send_json(send, 426, {"error": "Upgrade required", "message": "connect with a WebSocket client"},
+                        [(b"upgrade", b"websocket")])
+    else:
+        from events.consumers import ws_stats
+
+        await send_json(send, 200, await ws_stats(get_redis()))
 
 
 async def _hook(scope, receive, send, method: str) -> None:

@@ -1,0 +1,172 @@
+"""Bus events to WebSocket clients, on every server process (SPEC §2.6.3, §16 row 10; DESIGN flow 2).
+
+One Redis pub/sub pattern listener per web process (PSUBSCRIBE `*`: a bus event is published on
+its bare type) feeds Channels groups. Groups are named per process and per pattern, so each
+process's listener serves its own sockets and a socket gets one copy of an event per group it
+is in (the consumer drops the rest by envelope id):
+
+    cbws.<process>.all            sockets subscribed to `*`
+    cbws.<process>.p.<prefix>     sockets subscribed to `<prefix>.*`
+    cbws.<process>.e.<type>       sockets subscribed to `<type>` exactly
+
+The listener knows which of its groups have members (the sockets are in this process), so an
+event costs one `group_send` per matching pattern with subscribers and nothing otherwise. The
+frame is serialised once per event, not once per socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import logging
+import os
+import re
+import secrets
+import weakref
+from collections import Counter
+from typing import Any
+
+import orjson
+from channels.layers import get_channel_layer
+
+from claudebench.core.clock import now_ms
+from claudebench.core.redis import get_redis
+
+log = logging.getLogger("claudebench.events.fanout")
+
+PROCESS = f"{os.getpid()}-{secrets.token_hex(3)}"
+MESSAGE_TYPE = "ws.event"  # dispatched to WsConsumer.ws_event
+_SAFE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_raw_ids = itertools.count(1)
+
+
+def _name(kind: str, body: str) -> str:
+    name = f"cbws.{PROCESS}.{kind}.{body}"
+    if _SAFE.match(body) and len(name) < 90:  # Channels: ASCII letters, digits, - _ . and < 100
+        return name
+    return f"cbws.{PROCESS}.{kind}.h{hashlib.sha1(body.encode()).hexdigest()[:24]}"
+
+
+def group_for(pattern: str) -> str:
+    """The Channels group of one pattern in this process."""
+    if pattern == "*":
+        return f"cbws.{PROCESS}.all"
+    if pattern.endswith(".*"):
+        return _name("p", pattern[:-2])
+    return _name("e", pattern)
+
+
+def patterns_for(event_type: str) -> list[str]:
+    """Every pattern that matches `event_type`: `*`, itself, and `<prefix>.*` for each dotted prefix."""
+    parts = event_type.split(".")
+    return ["*", event_type, *(".".join(parts[:i]) + ".*" for i in range(1, len(parts)))]
+
+
+def frame_of(channel: str, body: str) -> tuple[str, str, str] | None:
+    """(dedupe id, event type, WebSocket frame) of one pub/sub message; None for non-JSON bodies."""
+    try:
+        data: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(data, dict) and isinstance(data.get("id"), str) and isinstance(data.get("type"), str):
+        event_type, key = data["type"], data["id"]
+    else:  # a raw PUBLISH (SPEC §4.5): pushed too, under its channel name
+        event_type, key = channel, f"raw-{PROCESS}-{next(_raw_ids)}"
+    frame = orjson.dumps({"type": "event", "event": event_type, "data": data, "timestamp": now_ms()}).decode()
+    return key, event_type, frame
+
+
+class Fanout:
+    """The listener of one event loop and the count of local subscribers per pattern."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.ready = asyncio.Event()
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task | None = None
+        self.delivered = 0
+
+    def add(self, pattern: str) -> None:
+        self.counts[pattern] += 1
+
+    def remove(self, pattern: str) -> None:
+        self.counts[pattern] -= 1
+        if self.counts[pattern] <= 0:
+            del self.counts[pattern]
+
+    async def start(self) -> None:
+        if self.task is None or self.task.done():
+            self.ready.clear()
+            self.task = asyncio.create_task(self._run(), name="cb-ws-fanout")
+        await asyncio.wait_for(self.ready.wait(), 10)
+
+    async def close(self) -> None:
+        self.stop.set()
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while not self.stop.is_set():
+            try:
+                await self._listen()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("live view listener lost its connection; retrying in %.1fs", backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _listen(self) -> None:
+        layer = get_channel_layer()
+        pubsub = get_redis().pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.psubscribe("*")
+            self.ready.set()
+            log.info("live view listener ready process=%s", PROCESS)
+            while not self.stop.is_set():
+                message = await pubsub.get_message(timeout=1.0)
+                if message is not None and message.get("type") == "pmessage":
+                    await self.route(layer, message["channel"], message["data"])
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    async def route(self, layer, channel: str, body: str) -> None:
+        if not self.counts:
+            return
+        targets = [p for p in patterns_for(channel) if self.counts.get(p)]
+        if not targets:
+            return
+        found = frame_of(channel, body)
+        if found is None:
+            return
+        key, event_type, frame = found
+        if event_type != channel:  # an envelope whose type is not its channel: route by its type
+            targets = [p for p in patterns_for(event_type) if self.counts.get(p)]
+        message = {"type": MESSAGE_TYPE, "id": key, "event": event_type, "text": frame}
+        for pattern in targets:
+            await layer.group_send(group_for(pattern), message)
+        self.delivered += 1
+
+
+_fanouts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Fanout] = weakref.WeakKeyDictionary()
+
+
+def get_fanout() -> Fanout:
+    loop = asyncio.get_running_loop()
+    fan = _fanouts.get(loop)
+    if fan is None:
+        fan = _fanouts[loop] = Fanout()
+    return fan
+
+
+async def close_fanout() -> None:
+    """Stop this loop's listener (lifespan shutdown, tests)."""
+    fan = _fanouts.pop(asyncio.get_running_loop(), None)
+    if fan is not None:
+        await fan.close()
