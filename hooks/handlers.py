@@ -7,6 +7,7 @@ agent (SPEC §3.10). None is cached: every call has side effects (SPEC §3.4, §
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import Any
@@ -67,14 +68,19 @@ def _ts(given: int | float | None) -> int:
 )
 async def hook_pre_tool(ctx: Ctx, data: PreToolIn) -> PreToolOut:
     """Check a tool call before it runs: allow it, block it with a reason, or rewrite its input."""
-    instance_id = _instance(ctx, data.instance_id)
-    decision = await validator.validate(ctx.redis, data.tool, data.params, actor=ctx.actor,
-                                        session_id=data.session_id, instance_id=instance_id)
+    r, instance_id = ctx.redis, _instance(ctx, data.instance_id)
+    decision, records = await validator.decide(r, data.tool, data.params)
     answer = decision.wire()
-    await ctx.publish("hook.pre_tool.executed", {
-        "tool": data.tool, "params": data.params, "sessionId": data.session_id, "instanceId": instance_id,
-        "timestamp": _ts(data.timestamp), "validationResult": answer,
-    })
+    # The validator's records and the event are independent: two round trips in parallel, not in
+    # a row (Claude Code waits for every pre-tool answer; PERF.md B2).
+    await asyncio.gather(
+        validator.record(r, data.tool, data.params, decision, records, actor=ctx.actor,
+                         session_id=data.session_id, instance_id=instance_id),
+        ctx.publish("hook.pre_tool.executed", {
+            "tool": data.tool, "params": data.params, "sessionId": data.session_id, "instanceId": instance_id,
+            "timestamp": _ts(data.timestamp), "validationResult": answer,
+        }),
+    )
     if not decision.allow and settings.CB_HOOK_BLOCK_AS_ERROR:
         # Opt-in: answer a block as JSON-RPC -32003 / REST 403 instead of a result with allow:false.
         # Both make the original's bridge exit 2 (SPEC §2.8); the result form carries metadata.

@@ -175,7 +175,19 @@ def _decide(ruleset: RuleSet, tool: str, params: Any) -> tuple[Decision, list[tu
 async def validate(r: Redis, tool: str, params: Any, *, actor: str, session_id: str | None = None,
                    instance_id: str | None = None) -> Decision:
     """Decide, then write the validator's records in one pipeline (SPEC §6.8, §3.6)."""
-    decision, records = _decide(await rules(r), tool, params)
+    decision, records = await decide(r, tool, params)
+    await record(r, tool, params, decision, records, actor=actor, session_id=session_id, instance_id=instance_id)
+    return decision
+
+
+async def decide(r: Redis, tool: str, params: Any) -> tuple[Decision, list[tuple[str, Any]]]:
+    """The decision and the side records `record()` writes (no Redis writes here)."""
+    return _decide(await rules(r), tool, params)
+
+
+async def record(r: Redis, tool: str, params: Any, decision: Decision, records: list[tuple[str, Any]], *,
+                 actor: str, session_id: str | None = None, instance_id: str | None = None) -> None:
+    """Write the validator's records (SPEC §6.8, §3.6): one pipelined round trip."""
     command, _ = command_of(params)
     t = tool.lower()
     now = now_ms()
@@ -226,7 +238,6 @@ async def validate(r: Redis, tool: str, params: Any, *, actor: str, session_id: 
         if counters:
             pipe.expire(keys.METRICS_COUNTERS, 3600)
         await pipe.execute()
-    return decision
 
 
 def _audit(pipe, action: str, actor: str, resource: str, result: str, reason: str, metadata: dict, iso: str) -> None:

@@ -18,7 +18,7 @@ def pre(command):
 
 
 async def test_a_blocked_tool_is_denied_with_the_reason(client):
-    r = await client.post("/hooks/claude", json=pre("rm -rf /"), headers={"Authorization": "Bearer anything"})
+    r = await client.post("/hooks/claude", json=pre("rm -rf /"))
     assert r.status_code == 200
     assert r.json() == {"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": "deny",
                                                "permissionDecisionReason": "dangerous command pattern detected: rm -rf"}}
