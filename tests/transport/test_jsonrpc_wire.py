@@ -490,3 +490,49 @@ async def test_integer_ids_past_64_bits_are_echoed_exactly(client, redis):
         assert response.json()["id"] == int(literal)
     batch = b'[{"jsonrpc":"2.0","method":"system.health","id":' + b"1" + b"0" * 25 + b"}]"
     assert (await post(client, batch)).json()[0]["id"] == 10**25
+
+
+# --- request metadata (SPEC §2.2.1 recommendation, §16 row 8) ---------------------------------------------
+async def test_request_metadata_reaches_the_handler_context(client, redis, stream_events):
+    from tests.factories import register_instance
+
+    body = raw({"jsonrpc": "2.0", "method": "task.create", "id": 1, "params": {"text": "traced"},
+                "metadata": {"sessionId": "sess-7", "correlationId": "corr-7", "timestamp": 1}})
+    task_id = (await post(client, body)).json()["result"]["id"]
+    [event] = await stream_events("task.created")
+    assert event["metadata"]["correlationId"] == "corr-7"
+    await register_instance(redis, "w-meta")
+    body = raw({"jsonrpc": "2.0", "method": "task.assign", "id": 2, "params": {"taskId": task_id, "instanceId": "w-meta"},
+                "metadata": {"sessionId": "sess-7"}})
+    assert "result" in (await post(client, body)).json()
+    [entry] = await redis.lrange(keys.task_assignment_history(task_id), 0, -1)
+    assert orjson.loads(entry)["assignedBy"] == "sess-7"  # the session is the actor, not the server
+
+
+async def test_body_exactly_at_the_limit_is_processed(client, redis, settings):
+    settings.CB_MAX_BODY_BYTES = 2048
+    prefix = b'{"jsonrpc":"2.0","method":"system.health","id":1,"pad":"'
+    body = prefix + b"x" * (2048 - len(prefix) - 2) + b'"}'
+    assert len(body) == 2048
+    assert "result" in (await post(client, body)).json()
+    assert (await post(client, body[:-2] + b'x"}')).status_code == 413
+
+
+async def test_cors_headers_and_options_on_rpc(client, redis, settings):
+    response = await post(client, HEALTH)
+    assert response.headers["access-control-allow-origin"] == settings.CORS_ORIGIN
+    assert response.headers["access-control-allow-credentials"] == "true"
+    for path in ("/rpc", "/rpc/batch"):
+        preflight = await client.options(path, headers={"origin": settings.CORS_ORIGIN,
+                                                        "access-control-request-method": "POST"})
+        assert preflight.status_code == 204 and preflight.content == b""
+        assert "content-type" in preflight.headers["access-control-allow-headers"].lower()
+
+
+async def test_text_fidelity_through_update(client, redis):
+    created = (await post(client, raw(req("task.create", {"text": "seed"}, 1)))).json()["result"]
+    for name, text in TEXTS.items():
+        body = raw(req("task.update", {"id": created["id"], "updates": {"text": text}}, 2))
+        assert (await post(client, body)).json()["result"]["text"] == text, name
+        assert await redis.hget(keys.task(created["id"]), "text") == text, name
+        assert (await Task.objects.aget(id=created["id"])).text == text, name
