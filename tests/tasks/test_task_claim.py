@@ -111,3 +111,24 @@ async def test_concurrent_claims_never_hand_out_a_task_twice(call, redis, new_ta
         row = await Task.objects.aget(id=task_id)
         assert (row.assigned_to, row.status) == (worker, "in_progress")
     assert await redis.zcard(keys.PENDING_TASKS) == 0
+
+
+async def test_claimed_task_carries_its_attachments_with_git_values_stripped(call, redis, new_task, instance):
+    from tasks import services
+
+    task = await new_task("with context")
+    await services.attachment_put(redis, task_id=task["id"], key="context", type="json", value={"hint": 1},
+                                  created_by="t")
+    await services.attachment_put(redis, task_id=task["id"], key="git-commit-abc1234", type="json",
+                                  value={"diff": "secret"}, created_by="t")
+    await services.attachment_put(redis, task_id=task["id"], key="spec", type="markdown", content="# Spec",
+                                  created_by="t")
+    await instance("w-1")
+    claimed = (await call("task.claim", {"workerId": "w-1"}))["task"]
+    assert claimed["attachmentCount"] == 3
+    attachments = claimed["attachments"]
+    assert set(attachments) == {"context", "git-commit-abc1234", "spec"}
+    assert attachments["context"]["value"] == {"hint": 1} and attachments["context"]["type"] == "json"
+    assert attachments["git-commit-abc1234"]["value"] is None
+    assert attachments["spec"]["value"] == "# Spec"
+    assert all(a["createdAt"].endswith("Z") for a in attachments.values())
