@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 
-from claudebench.core import keys, pg, scripts
+from claudebench.core import keys, pg, pipeline, scripts
 from claudebench.core.clock import dt_from_ms, now_ms, random_base36
 from claudebench.core.redis import get_redis
 from hooks.models import HookAudit, SessionEvent, SessionSnapshot, SessionState
@@ -138,6 +138,22 @@ async def _record(r, channel: str, envelope: dict[str, Any]) -> None:
     if rec.needs_snapshot:
         await snapshot_create(r, session_id=ev["sessionId"], reason="threshold")
     await _persist(r, ev, event_type, rec)
+    await _keep_alive(r, ev["instanceId"])
+
+
+async def _keep_alive(r, instance_id: str) -> None:
+    """SPEC §16 row 46: the hook bridge never heartbeats, so an active Claude Code instance would
+    expire 30 s after SessionStart. Any hook event of a registered instance counts as a heartbeat
+    (at most one per CB_HOOK_HEARTBEAT_MS per instance, through the full pipeline)."""
+    if instance_id == "unknown" or not await r.exists(keys.instance(instance_id)):
+        return
+    if not await r.set(keys.hook_heartbeat(instance_id), "1", nx=True, px=settings.CB_HOOK_HEARTBEAT_MS):
+        return
+    try:
+        await pipeline.call("system.heartbeat", {"instanceId": instance_id},
+                            pipeline.CallMeta(transport="internal", client_id=instance_id))
+    except Exception as exc:  # a missed heartbeat is not worth failing the event over
+        log.info("heartbeat for %s from its hook event failed: %s", instance_id, exc)
 
 
 async def _persist(r, ev: dict[str, Any], event_type: str, rec: scripts.HookEventRecord) -> None:

@@ -294,6 +294,11 @@ def snapshot_pattern(session_id: str) -> str:
     return f"cb:snapshot:{session_id}:snap-*"
 
 
+def hook_heartbeat(instance_id: str) -> str:
+    """Throttle: a hook event heartbeats its Claude Code instance at most once per interval."""
+    return f"cb:session:heartbeat:{instance_id}"
+
+
 def session_processed(envelope_id: str) -> str:
     """Lock that lets one process of the cluster record one hook.*.executed event (SPEC §10.9)."""
     return f"cb:session:processed:{envelope_id}"

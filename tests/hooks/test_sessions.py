@@ -114,3 +114,14 @@ async def test_durable_subscription_records_each_event_once(call, redis, setting
             await consumer.round()
     assert await redis.hget(keys.session_state("durable-1"), "eventCount") == "2"
     assert await SessionEvent.objects.filter(session_id="durable-1").acount() == 2
+
+
+async def test_hook_events_keep_a_registered_instance_alive(call, redis):
+    await call("system.register", {"id": "claude-code-alive", "roles": ["claude-code"]})
+    before = await redis.hget(keys.instance("claude-code-alive"), "lastSeen")
+    await asyncio.sleep(0.01)
+    await call("hook.pre_tool", {"tool": "Bash", "params": {"command": "ls"}, "sessionId": "alive",
+                                 "instanceId": "claude-code-alive"})
+    await drain(redis, "hook.pre_tool.executed")
+    assert await redis.hget(keys.instance("claude-code-alive"), "lastSeen") != before
+    assert await redis.exists(keys.hook_heartbeat("claude-code-alive"))
