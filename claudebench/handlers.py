@@ -79,10 +79,8 @@ async def config_get(ctx: Ctx, data: ConfigGetIn) -> ConfigGetOut:
 async def config_set(ctx: Ctx, data: ConfigSetIn) -> ConfigSetOut:
     """Change one runtime setting; config.get answers the new value at once."""
     r = ctx.redis
+    # SPEC §16 row 45: config.get's cached answers are dropped by the cache layer, which bumps the
+    # "config" cache scope after this body runs (core/layers/cache.py).
     await r.set(keys.config(data.key), stored_text(data.value))
-    # SPEC §16 row 45: drop config.get's cached answers so the change shows immediately.
-    stale = [k async for k in r.scan_iter(match=keys.handler_cache_pattern("config.get"), count=500)]
-    if stale:
-        await r.delete(*stale)
     await ctx.publish("config.changed", {"key": data.key, "value": data.value})
     return ConfigSetOut(key=data.key, value=data.value, success=True)

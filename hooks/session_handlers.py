@@ -42,7 +42,9 @@ def _context_out(ctx: dict[str, Any]) -> dict[str, Any]:
 @handler(
     "session.state.get", input=SessionStateGetIn, output=SessionStateGetOut, class_name="SessionStateGetHandler",
     declared_rate_limit=50, limits=Limits(rate=50, timeout_ms=5_000, trip_after=5, open_ms=30_000),
-    cache_ttl_s=60, mutating=False, mcp=Mcp(title="Session state", tags=("sessions",)),
+    # Not cached (the original: 60 s): hook events land through the session processor, which runs no
+    # handler, so no cache scope would drop a stale answer.
+    mutating=False, mcp=Mcp(title="Session state", tags=("sessions",)),
 )
 async def session_state_get(ctx: Ctx, data: SessionStateGetIn) -> SessionStateGetOut:
     """The hook events recorded for a Claude Code session, or a condensed view of them."""
