@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import psycopg
 import psycopg_pool
 
@@ -25,14 +26,30 @@ from events.types import Event, TransientError
 NAME = "audit"
 
 
+def _storable(value: Any) -> Any:
+    """jsonb refuses U+0000 inside strings: replace it (rare; checked on the serialised form first)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
+
+
+def _json(value: Any) -> Any:
+    return _storable(value) if b"\\u0000" in orjson.dumps(value) else value
+
+
 def audit_row(event: Event) -> dict[str, Any]:
     fields = event.payload if event.kind == "audit" and isinstance(event.payload, dict) else {}
     result = fields.get("result") or fields.get("decision") or ""  # hook decisions: allowed / blocked
     return {
-        "event_id": event.id, "kind": event.kind, "event_type": event.type, "actor": entries.actor_of(event),
-        "correlation_id": event.correlation_id, "result": result if isinstance(result, str) else "",
-        "stream": event.stream, "entry_id": event.entry_id, "payload": event.payload,
-        "metadata": event.metadata or None, "occurred_at": dt_from_ms(event.timestamp),
+        "event_id": _storable(event.id), "kind": event.kind, "event_type": _storable(event.type),
+        "actor": _storable(entries.actor_of(event)), "correlation_id": _storable(event.correlation_id),
+        "result": _storable(result) if isinstance(result, str) else "", "stream": _storable(event.stream),
+        "entry_id": event.entry_id, "payload": _json(event.payload), "metadata": _json(event.metadata) or None,
+        "occurred_at": dt_from_ms(event.timestamp),
     }
 
 

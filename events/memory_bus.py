@@ -9,6 +9,7 @@ letters as the Redis consumer. `drain()` waits until every queue is empty.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from collections import defaultdict, deque
 from typing import Any
@@ -84,6 +85,8 @@ class MemoryBus:
     # --- subscribing -------------------------------------------------------------------------------
     def subscribe(self, patterns_: Any, handler: Any, **options: Any) -> str:
         sub = subscriptions.build(patterns_, handler, **options)
+        if sub.name in self._subs:  # the same function subscribed again: a subscription of its own
+            sub = dataclasses.replace(sub, name=f"{sub.name}#{next(self._seq)}")
         self._subs[sub.name] = sub
         self._queues[sub.name] = asyncio.Queue()
         self._workers[sub.name] = [asyncio.get_running_loop().create_task(self._work(sub))

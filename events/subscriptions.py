@@ -9,7 +9,6 @@ see an event again after a crash, so its effects should be idempotent (events.id
 from __future__ import annotations
 
 import importlib
-import itertools
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -70,7 +69,6 @@ class Subscription:
 
 
 _SUBSCRIPTIONS: dict[str, Subscription] = {}
-_counter = itertools.count(1)
 _loaded = False
 
 
@@ -93,7 +91,9 @@ def build(
     include_requests: bool = False, sources: Iterable[str] = (keys.STREAM_PATTERN,),
 ) -> Subscription:
     """Check the options and make a Subscription (not registered)."""
-    name = name or f"{getattr(handler, '__module__', 'sub')}.{getattr(handler, '__name__', 'handler')}-{next(_counter)}"
+    # The default name (and so the consumer group) must be the same in every process and restart.
+    default = f"{getattr(handler, '__module__', 'sub')}.{getattr(handler, '__qualname__', 'handler')}"
+    name = name or re.sub(r"[^A-Za-z0-9_.:-]", "_", default)
     if not NAME.match(name):
         raise ValueError(f"invalid subscription name {name!r}")
     if backoff not in ("exponential", "fixed"):

@@ -60,6 +60,18 @@ async def test_every_event_request_record_and_audit_entry_becomes_one_row(redis,
     assert (await redis.xpending(keys.stream("task.created"), GROUP))["pending"] == 0
 
 
+async def test_text_postgres_cannot_store_is_replaced_not_dead_lettered(redis, running):
+    drain = subscriptions.get("audit")
+    await redis.xadd(keys.AUDIT_GENERAL, audit_entry("hook.pre_tool", "a\x00b", command="ls\x00"))
+    event_id = await core_bus.publish("task.created", {"text": "nul\x00here"})
+    async with running(drain):
+        await wait_until(_count_is(2), what="both rows")
+    found = await rows()
+    assert found[event_id].payload == {"text": "nul\ufffdhere"}
+    assert any(r.actor == "a\ufffdb" for r in found.values())
+    assert await redis.exists(keys.dlq("task.created")) == 0
+
+
 def _count_is(n: int):
     async def check() -> bool:
         return await AuditEvent.objects.acount() == n

@@ -58,3 +58,14 @@ def test_backoff_doubles():
     sub = build("task.*", _noop, name="b", retry_delay_ms=100)
     assert [sub.delay_ms(n) for n in (1, 2, 3)] == [100, 200, 400]
     assert build("task.*", _noop, name="f", retry_delay_ms=100, backoff="fixed").delay_ms(3) == 100
+
+
+def test_default_subscription_name_is_stable_across_processes():
+    first = build("task.*", _noop)
+    assert first.name == "tests.events.test_patterns._noop" and first.group == "cb:tests.events.test_patterns._noop"
+    assert build("task.*", _noop).name == first.name  # no per-process counter: same group after a restart
+
+    async def local(event):
+        return None
+
+    assert build("task.*", local).name.endswith("test_default_subscription_name_is_stable_across_processes._locals_.local")
