@@ -88,3 +88,9 @@ async def test_check_health_fails_stale_instances_and_requeues_their_tasks(call,
 async def test_bad_input_is_invalid_params(call, redis, event, params):
     with pytest.raises(InvalidParams):
         await call(event, params)
+
+
+def test_mcp_visibility_follows_the_spec():
+    hidden = {s.event for s in registry.specs() if s.event.startswith("system.") and not s.mcp.visible}
+    assert hidden == {"system.unregister", "system.redis.keys", "system.redis.get", "system.postgres.tables",
+                      "system.postgres.query"}  # SPEC §2.7; system.flush stays visible
