@@ -74,7 +74,7 @@ async def test_tables_lists_the_original_tables_with_columns(call, redis, stream
     assert event["payload"]["tablesFound"] == out["totalTables"]
 
 
-async def test_redis_get_shows_each_type(call, redis):
+async def test_redis_get_shows_each_type(call, redis, stream_events):
     await redis.set("cb:test:s", '{"a": 1}')
     await redis.rpush("cb:test:l", "x", "y", "z")
     await redis.zadd("cb:test:z", {"low": 1, "high": 9})
@@ -88,6 +88,9 @@ async def test_redis_get_shows_each_type(call, redis):
     assert [i["member"] for i in z["data"]["items"]] == ["high", "low"]
     missing = await call("system.redis.get", {"key": "cb:none"})
     assert missing == {"key": "cb:none", "exists": False, "type": "none", "ttl": -2, "size": 0, "data": None}
+    inspected = [e["payload"] for e in await stream_events("system.redis.get.inspected")]
+    assert inspected[0] == {"key": "cb:test:s", "type": "string", "size": 8, "hasData": True}
+    assert inspected[-1] == {"key": "cb:none", "type": "none", "size": 0, "hasData": False}
 
 
 async def test_redis_keys_scans_with_types(call, redis, stream_events):
