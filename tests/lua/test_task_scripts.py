@@ -260,3 +260,55 @@ async def test_task_restore_never_overwrites_and_keeps_a_higher_counter(redis):
     assert await redis.get(keys.TASK_ID_COUNTER) == "1000"
     assert await restore(redis, "legacy-id", "pending") is True  # non t-<digits> ids do not move the counter
     assert await redis.get(keys.TASK_ID_COUNTER) == "1000"
+
+
+# --- task_complete and task_unassign -------------------------------------------------------------------------
+async def complete(redis, task_id: str, assignee: str, result: str = "null", now_ms: int = 1_767_225_660_000):
+    return await lua(redis, "task_complete")(
+        keys=[keys.task(task_id), keys.instance_queue(assignee), keys.metrics_instance(assignee),
+              keys.METRICS_QUEUES, keys.task_completion_history(task_id)],
+        args=[task_id, assignee, result, LATER_ISO, now_ms, "w-1"],
+    )
+
+
+async def test_task_complete_without_result_is_completed_and_counted(redis):
+    await create(redis, 1)
+    await redis.hset(keys.task("t-1"), "assignedTo", "w-1")
+    await redis.rpush(keys.instance_queue("w-1"), "t-1")
+    assert await complete(redis, "t-1", "w-1") == [1, "completed", 60_000]  # duration from createdAtMs
+    stored = await hash_of(redis, "t-1")
+    assert (stored["status"], stored["result"], stored["completedAt"], stored["duration"]) == (
+        "completed", "null", LATER_ISO, "60000")
+    assert await redis.llen(keys.instance_queue("w-1")) == 0
+    queues = await redis.hgetall(keys.METRICS_QUEUES)
+    assert queues["completedTasks"] == "1" and queues["tasksCompleted"] == "1" and queues["throughput"] == "0"
+    [entry] = await redis.lrange(keys.task_completion_history("t-1"), 0, -1)
+    assert orjson.loads(entry) == {"status": "completed", "completedAt": LATER_ISO, "completedBy": "w-1",
+                                   "duration": 60000}
+
+
+async def test_task_complete_refusals_and_retry(redis):
+    assert await complete(redis, "t-1", "") == [0, "Task not found"]
+    await create(redis, 1)
+    assert await complete(redis, "t-1", "") == [0, "Task not assigned"]
+    assert await complete(redis, "t-1", "w-1") == [0, "retry"]  # caller read a stale assignee
+    await redis.hset(keys.task("t-1"), mapping={"assignedTo": "w-1", "status": "failed"})
+    assert await complete(redis, "t-1", "w-1") == [0, "Task already completed"]
+
+
+async def test_task_unassign_requeues_with_minus_priority(redis):
+    await create(redis, 1, priority=35)
+    await redis.hset(keys.task("t-1"), mapping={"assignedTo": "w-1", "status": "in_progress", "assignedAt": NOW_ISO})
+    await redis.zrem(keys.PENDING_TASKS, "t-1")
+    await redis.rpush(keys.instance_queue("w-1"), "t-1")
+    reply = await lua(redis, "task_unassign")(
+        keys=[keys.task("t-1"), keys.PENDING_TASKS, keys.instance_queue("w-1"),
+              keys.task_assignment_history("t-1"), keys.metrics_instance("w-1")],
+        args=["t-1", "w-1", LATER_ISO, "tester"],
+    )
+    assert reply == [1, "w-1"]
+    assert await redis.zscore(keys.PENDING_TASKS, "t-1") == -35
+    stored = await hash_of(redis, "t-1")
+    assert (stored["assignedTo"], stored["status"], stored["unassignedAt"]) == ("", "pending", LATER_ISO)
+    assert "assignedAt" not in stored
+    assert await redis.llen(keys.instance_queue("w-1")) == 0
