@@ -208,7 +208,29 @@ CB_AUDIT_TTL_S = env_int("CB_AUDIT_TTL", 86_400, minimum=1)
 # Run the post-call bookkeeping script before answering instead of off the request path.
 CB_PIPELINE_OUTCOME_INLINE = env_bool("CB_PIPELINE_OUTCOME_INLINE", False)
 
+# --- operator's view (issue 7): live view, dashboard pages, admin, DRF API, static files ---------
+INSTALLED_APPS += ["rest_framework.authtoken", "drf_spectacular", "drf_spectacular_sidecar", "dashboard"]
+# servestatic serves /static/ under ASGI (whitenoise is WSGI-only); right after SecurityMiddleware.
+MIDDLEWARE.insert(1, "servestatic.middleware.ServeStaticMiddleware")
+SERVESTATIC_USE_FINDERS = True  # straight from static/ and the apps: `make run` needs no collectstatic
+SERVESTATIC_AUTOREFRESH = DEBUG
+LOGIN_URL = "/admin/login/"
+CB_DASHBOARD_POLL_MS = env_int("CB_DASHBOARD_POLL_MS", 2000, minimum=100)  # overview refresh
+CB_API_PAGE_SIZE = env_int("CB_API_PAGE_SIZE", 50, minimum=1, maximum=1000)
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ClaudeBench operator API",
+    "DESCRIPTION": "Tasks, instances, the audit trail and the handler registry, for operators (staff).",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAdminUser"],
+    "SWAGGER_UI_DIST": "SIDECAR",  # served from static/, no CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication",
+                                       "rest_framework.authentication.TokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }

@@ -77,6 +77,20 @@ class AuditEventAdmin(admin.ModelAdmin):
     show_full_result_count = False  # COUNT(*) over a large audit table on every page is slow
     change_list_template = "admin/events/auditevent/change_list.html"
 
+    actions = ["replay"]
+
+    @admin.action(description="Replay: publish the selected events again (new ids, metadata.replayOf)")
+    def replay(self, request, queryset) -> None:  # issue 7: the operator's control room
+        from dashboard.actions import event_replay
+
+        done = 0
+        for row in queryset.filter(kind="event"):
+            event_replay(event_type=row.event_type, payload=row.payload, metadata=row.metadata,
+                         original_id=row.event_id, operator=request.user.get_username())
+            done += 1
+        self.message_user(request, f"Replayed {done} event(s); request records and audit entries are skipped.",
+                          messages.SUCCESS if done else messages.WARNING)
+
     # The trail is written by the drain only: read-only here.
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

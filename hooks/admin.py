@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from hooks.models import HookAudit, HookRule, SessionSnapshot, SessionState
+from hooks.models import HookAudit, HookRule, SessionEvent, SessionSnapshot, SessionState
 
 
 @admin.register(HookRule)
@@ -46,4 +46,18 @@ class SessionSnapshotAdmin(admin.ModelAdmin):
     search_fields = ("session_id", "snapshot_id")
 
     def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(SessionEvent)  # issue 7: every model in the control room
+class SessionEventAdmin(admin.ModelAdmin):
+    list_display = ("timestamp", "event_type", "session_id", "instance_id", "event_id")
+    list_filter = ("event_type",)
+    search_fields = ("session_id", "instance_id", "event_id")
+    date_hierarchy = "timestamp"
+
+    def has_add_permission(self, request) -> bool:  # written by the session state processor only
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
         return False
