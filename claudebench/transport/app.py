@@ -45,7 +45,10 @@ async def app(scope, receive, send) -> None:
     if scope["type"] != "http":
         raise RuntimeError(f"transport app got a {scope['type']} scope")
     path, method = scope["path"], scope["method"]
-    if method == "OPTIONS" and (path in ("/rpc", "/rpc/batch") or path in rest.route_table()):
+    # CORS applies to every route (SPEC §2.1): a browser preflights GET /routes too when it sends
+    # an Authorization header, so every known path answers OPTIONS, not only the handler routes.
+    known = path in ("/rpc", "/rpc/batch") or path in _GET_ROUTES or path.startswith("/schemas/")
+    if method == "OPTIONS" and (known or path in rest.route_table()):
         await send_empty(send, 204, PREFLIGHT_HEADERS)
         return
     if path in ("/rpc", "/rpc/batch"):

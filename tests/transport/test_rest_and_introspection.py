@@ -120,6 +120,16 @@ async def test_unknown_path_is_404(client, redis):
     assert await Task.objects.acount() == 0
 
 
+async def test_options_on_introspection_routes_is_204(client, redis):
+    # SPEC §2.1: CORS applies to every route, so a preflight of GET /routes must succeed.
+    for path in ("/", "/routes", "/handlers", "/schemas/task.create"):
+        response = await client.options(path, headers={"origin": "http://localhost:3001",
+                                                       "access-control-request-method": "GET"})
+        assert response.status_code == 204, path
+        assert "GET" in response.headers["access-control-allow-methods"]
+    assert (await client.options("/nope")).status_code == 404
+
+
 async def test_post_on_introspection_routes_is_405(client, redis):
     for path in ("/routes", "/handlers", "/schemas/task.create", "/"):
         assert (await client.post(path, json={})).status_code == 405, path
