@@ -114,3 +114,12 @@ def test_bridge_run_function_maps_json_rpc_minus_32003_to_exit_2(monkeypatch):
     code, _, err = module.run(json.dumps(RM_RF), {})
     assert code == 1 and "Rate limit exceeded" in err
     assert module.run("not json", {})[0] == 0
+
+
+def test_bridge_runs_by_file_path_from_another_project(tmp_path):
+    """install_claude_hooks writes `python <checkout>/hooks/bridge.py`, run from the user's project."""
+    env = {**os.environ, "CLAUDEBENCH_RPC_URL": f"http://127.0.0.1:{free_port()}/rpc", "CLAUDEBENCH_TIMEOUT": "1"}
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run([sys.executable, str(ROOT / "hooks" / "bridge.py")], input=json.dumps(RM_RF), text=True,
+                          capture_output=True, cwd=tmp_path, env=env, timeout=30)
+    assert done.returncode == 0 and "unreachable" in done.stderr
