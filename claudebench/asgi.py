@@ -22,6 +22,7 @@ django_app = get_asgi_application()
 
 from claudebench.core import pg, pipeline, registry, scripts, triggers  # noqa: E402
 from claudebench.core.redis import close_redis, get_redis  # noqa: E402
+from claudebench.ops import front  # noqa: E402
 from claudebench.transport import mcp  # noqa: E402
 from claudebench.transport.app import app as transport_app  # noqa: E402
 from events import background  # noqa: E402
@@ -40,6 +41,9 @@ class Lifespan:
         self.tasks: list[asyncio.Task] = []
 
     async def startup(self) -> None:
+        from claudebench.security.bind import refuse_unsafe_bind
+
+        await refuse_unsafe_bind()  # issue 10: a non-loopback HOST needs an active token
         registry.load()
         await scripts.preload(get_redis())
         self.tasks.append(asyncio.create_task(triggers.listen(self.stop)))
@@ -103,6 +107,12 @@ async def application(scope, receive, send) -> None:
     if kind == "channel":  # runworker: handed-off notifications and triggered runs
         await background.application(scope, receive, send)
         return
+    # Issue 10: probes, Host/Origin, tokens, WebSocket message size, one access line per request.
+    await front.serve(scope, receive, send, _route)
+
+
+async def _route(scope, receive, send) -> None:
+    kind = scope["type"]
     path = scope.get("path", "")
     if kind == "websocket":  # /ws: the live view (events/consumers.py, SPEC §2.6)
         await _websocket_app()(scope, receive, send)

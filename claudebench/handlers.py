@@ -70,6 +70,7 @@ async def config_get(ctx: Ctx, data: ConfigGetIn) -> ConfigGetOut:
 
 @handler(
     "config.set", input=ConfigSetIn, output=ConfigSetOut, class_name="ConfigSetHandler",
+    scope="admin",  # issue 10: dangerous, admin tokens only
     declared_rate_limit=50, limits=Limits(rate=50, timeout_ms=2_000, trip_after=5, open_ms=30_000),
     mcp=Mcp(title="Change a setting", tags=("config",), examples=(
         {"description": "Stop turning TodoWrite lists into tasks",

@@ -36,6 +36,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "channels",
     "claudebench.apps.ClaudeBenchConfig",
+    "claudebench.security",  # issue 10: API tokens
+    "django_structlog",
     "events",
     "tasks",
     "instances",
@@ -48,6 +50,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_structlog.middlewares.RequestMiddleware",  # issue 10: one structured line per Django request
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -227,6 +230,29 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+
+# --- trust boundary and operations (issue 10: claudebench/security, claudebench/ops) ---------------
+# Clients on a loopback address may call handlers up to this scope without a token (agent, operator,
+# admin); false = every caller needs a token. Behind a reverse proxy on the same machine every client
+# looks like loopback: set CB_ALLOW_LOOPBACK_ANONYMOUS=false there.
+CB_ALLOW_LOOPBACK_ANONYMOUS = env_bool("CB_ALLOW_LOOPBACK_ANONYMOUS", True)
+CB_LOOPBACK_SCOPE = env_str("CB_LOOPBACK_SCOPE", "agent")
+if CB_LOOPBACK_SCOPE not in ("agent", "operator", "admin"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"CB_LOOPBACK_SCOPE={CB_LOOPBACK_SCOPE!r} must be agent, operator or admin")
+CB_MAX_JSON_DEPTH = env_int("CB_MAX_JSON_DEPTH", 256, minimum=2, maximum=1000)  # nested arrays/objects
+CB_MAX_WS_MESSAGE_BYTES = env_int("CB_MAX_WS_MESSAGE_BYTES", 1024 * 1024, minimum=1024)
+CB_PROBE_TIMEOUT_MS = env_int("CB_PROBE_TIMEOUT_MS", 2_000, minimum=50)  # each /readyz check
+# /readyz also needs this instance's gossip heartbeat (cb:instance:{INSTANCE_ID}) to be fresh;
+# `manage.py up` sets it when it runs a gossip worker.
+CB_READY_REQUIRES_GOSSIP = env_bool("CB_READY_REQUIRES_GOSSIP", False)
+CB_LOG_JSON = env_bool("CB_LOG_JSON", False)  # one JSON object per line instead of readable text
+# Level of the per-request (claudebench.access) and per-handler-call (claudebench.calls) lines.
+CB_REQUEST_LOG_LEVEL = env_str("CB_REQUEST_LOG_LEVEL", "INFO").upper()
+from claudebench.ops.logs import configure as _configure_logs  # noqa: E402
+
+_configure_logs(LOGGING, json=CB_LOG_JSON, request_level=CB_REQUEST_LOG_LEVEL)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication",

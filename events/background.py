@@ -38,6 +38,7 @@ async def hand_off(event: str, params: Any, meta: CallMeta) -> bool:
     if not settings.CB_BACKGROUND_HANDOFF:
         return False
     spec = pipeline.lookup(event)
+    pipeline.authorize(spec, meta)  # issue 10: the runworker runs it as a trusted internal call
     validate_input(spec.input, params)
     message = {"type": MESSAGE_TYPE, "event": event, "params": params, "meta": asdict(meta)}
     try:

@@ -29,6 +29,8 @@ def redis_url_with_db(url: str, db: int) -> str:
 @pytest.fixture(scope="session", autouse=True)
 def _test_redis_database() -> None:
     settings.REDIS_URL = redis_url_with_db(settings.REDIS_URL, TEST_REDIS_DB)
+    # Wire tests call admin handlers from loopback without a token; tests/security sets it back.
+    settings.CB_LOOPBACK_SCOPE = "admin"
 
 
 @pytest.fixture(autouse=True)

@@ -60,6 +60,12 @@ class Unauthorized(CbError):
     rest_error = "Unauthorized"
 
 
+class NotAuthenticated(Unauthorized):
+    """No token, or one that is unknown, malformed or revoked: -32002 / HTTP 401 (issue 10)."""
+
+    http_status = 401
+
+
 class HookBlocked(CbError):
     code, http_status, public_message = -32003, 403, "Hook blocked execution"
     rest_error = "Request blocked by hook"

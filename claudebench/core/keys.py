@@ -137,6 +137,12 @@ def instance(instance_id: str) -> str:
     return f"cb:instance:{instance_id}"
 
 
+# --- trust boundary (issue 10, claudebench/security) ------------------------------------------------
+def auth_token(prefix: str) -> str:
+    """Cached state of the API token with this lookup prefix (security/tokens.py)."""
+    return f"cb:auth:token:{prefix}"
+
+
 # --- start-up (SPEC §12.3) --------------------------------------------------------------------------
 HYDRATION_LOCK = "cb:hydration:lock"
 HYDRATION_DONE = "cb:hydration:done"

@@ -43,6 +43,14 @@ BREAKER_FAILURES = Counter("claudebench_circuit_breaker_failures", "Calls counte
 BREAKER_TRANSITIONS = Counter("claudebench_circuit_breaker_transitions", "Breaker trips and recoveries seen "
                               "by this process", ["handler", "transition"])
 
+# Issue 10: requests refused at the trust boundary or by a size limit, by reason (unauthenticated,
+# forbidden, host, origin, body_size, json_depth, batch_length, ws_message_size, string_length).
+REFUSED = Counter("claudebench_requests_refused", "Requests refused at the edge, by reason", ["reason"])
+
+
+def refused(reason: str) -> None:
+    REFUSED.labels(reason).inc()
+
 
 def observe(event: str, outcome: str, *, seconds: float | None = None, code: int | None = None,
             failure_type: str = "") -> None:

@@ -28,11 +28,13 @@ from pydantic import BaseModel, ValidationError
 
 from claudebench.core import bus, metrics, registry
 from claudebench.core.clock import event_id, now_ms
-from claudebench.core.errors import CbError, HandlerError, MethodNotFound
+from claudebench.core.errors import CbError, HandlerError, InvalidParams, MethodNotFound
 from claudebench.core.layers import admission, cache, circuit, limits_of, outcome, rate_limit, timeout
 from claudebench.core.redis import get_redis
 from claudebench.core.registry import HandlerSpec
 from claudebench.core.schema import validate_input
+from claudebench.ops import logs as oplogs
+from claudebench.security.scopes import as_principal, current, require
 
 log = logging.getLogger("claudebench.core.pipeline")
 
@@ -47,6 +49,9 @@ class CallMeta:
     correlation_id: str | None = None
     client_addr: str | None = None
     depth: int = 0  # 0 for a transport's call, +1 per nested ctx.call
+    # Who called (security/scopes.py Principal); None = the request's principal if a transport set
+    # one (security.scopes.current), else an internal caller. Nested calls inherit it.
+    principal: Any = None
 
 
 @dataclass
@@ -105,6 +110,7 @@ class Ctx:
             correlation_id=self.meta.correlation_id,
             client_addr=self.meta.client_addr,
             depth=self.meta.depth + 1,
+            principal=self.meta.principal,
         )
         return await call(event, params, meta)
 
@@ -120,7 +126,13 @@ async def call(event: str, params: Any, meta: CallMeta | None = None) -> dict[st
     """Execute handler `event` with wire `params`; returns the wire (by-alias) output."""
     meta = meta or CallMeta()
     spec = lookup(event)
-    data = validate_input(spec.input, {} if params is None and meta.transport == "internal" else params)
+    authorize(spec, meta)
+    try:
+        data = validate_input(spec.input, {} if params is None and meta.transport == "internal" else params)
+    except InvalidParams as exc:  # issue 10: over-long strings are counted as refused input
+        if any(isinstance(i, dict) and i.get("code") in ("string_too_long", "too_long") for i in exc.data or ()):
+            metrics.refused("string_length")
+        raise
     wire_in = data.model_dump(mode="json", by_alias=True)
     ctx = Ctx(spec=spec, meta=meta)
     lim = limits_of(spec)
@@ -137,6 +149,17 @@ async def call(event: str, params: Any, meta: CallMeta | None = None) -> dict[st
     await _after(ctx, lim, exc=None, started=started, digest=digest, tag=admitted.tag,
                  wire_in=wire_in, out=out)
     return out
+
+
+def authorize(spec: HandlerSpec, meta: CallMeta) -> None:
+    """Issue 10: the caller's scope must reach the handler's (-32002 / 403 before anything runs)."""
+    principal = as_principal(meta.principal) or current.get()
+    if principal is not None:
+        try:
+            require(principal, spec.scope, spec.event)
+        except CbError:
+            metrics.refused("forbidden")
+            raise
 
 
 def _refused(ctx: Ctx, data: Any, lim: registry.Limits, admitted) -> dict[str, Any]:
@@ -165,6 +188,9 @@ async def _after(ctx: Ctx, lim: registry.Limits, *, exc: Exception | None, start
     else:
         code = exc.code if isinstance(exc, CbError) else -32603
         metrics.observe(spec.event, "failure", seconds=seconds, code=code, failure_type=failure)
+    if oplogs.CALLS.isEnabledFor(logging.INFO):  # issue 10: one structured line per call
+        oplogs.call(ctx, outcome="success" if exc is None else failure or "failure", seconds=seconds,
+                    wire_in=wire_in, out=out, code=None if exc is None else code)
     await outcome.record(ctx, lim, ok=exc is None, failure_type=failure, duration_ms=seconds * 1000,
                          reason=_reason(exc), digest=digest, tag=tag, wire_input=wire_in, wire_output=out)
     bumped = cache.bumped_scopes(spec)

@@ -90,6 +90,8 @@ class HandlerSpec:
     # Cache scopes (core/layers/cache.py): a read-only handler's cached answers are dropped when a
     # mutating handler sharing one of its scopes runs. None = the handler's domain; () = none.
     cache_scope: tuple[str, ...] | None = None
+    # Token scope a caller needs (issue 10, claudebench/security/scopes.py): agent, operator, admin.
+    scope: str = "agent"
 
     @property
     def domain(self) -> str:
@@ -122,13 +124,15 @@ def handler(
     event: str, *, input: type[Schema], output: type[BaseModel], persist: bool = False,
     declared_rate_limit: int | None = None, limits: Limits | None = None, cache_ttl_s: int = 0,
     mcp: Mcp | None = None, class_name: str | None = None, fallback: Callable[[Any], Any] | None = None,
-    mutating: bool = True, cache_scope: tuple[str, ...] | None = None,
+    mutating: bool = True, cache_scope: tuple[str, ...] | None = None, scope: str = "agent",
 ) -> Callable[[Handler], Handler]:
     """Declare a handler. See STYLE §2 for an example."""
     if not EVENT_NAME.match(event):
         raise ValueError(f"handler name {event!r} does not match {EVENT_NAME.pattern}")
     if mutating and cache_ttl_s:
         raise ValueError(f"{event}: mutating handlers are never cached (SPEC §3.4)")
+    if scope not in ("agent", "operator", "admin"):
+        raise ValueError(f"{event}: scope must be agent, operator or admin")
 
     def register(fn: Handler) -> Handler:
         if event in _HANDLERS and _HANDLERS[event].fn is not fn:
@@ -138,7 +142,7 @@ def handler(
             event=event, fn=fn, input=input, output=output, persist=persist,
             declared_rate_limit=declared_rate_limit, limits=limits or Limits(),
             cache_ttl_s=cache_ttl_s, mcp=mcp or Mcp(), class_name=class_name or _class_name(event),
-            fallback=fallback, mutating=mutating, cache_scope=cache_scope,
+            fallback=fallback, mutating=mutating, cache_scope=cache_scope, scope=scope,
             description=doc.splitlines()[0] if doc else f"Execute {event} event handler",
         )
         return fn

@@ -57,19 +57,26 @@ def parse_json(body: bytes) -> Any:
     cannot be stored, which input validation answers with -32602 naming the field. So they are
     parsed again with the standard library (strict about constants, depth bounded by recursion).
     """
+    from claudebench.security.edge import check_depth, too_deep
+
     try:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if "recursion" in str(exc).lower():
+            too_deep()  # issue 10: deeper than orjson's own cap is deeper than ours too
         if "surrogate" not in str(exc) or b"\\u" not in body.lower():
             raise ParseError() from None
     else:
+        check_depth(obj, body)  # issue 10: CB_MAX_JSON_DEPTH, a byte count unless the body is bracket-heavy
         if not _has_huge_float_id(obj):
             return obj
         # orjson reads integers past 64 bits as floats; a JSON-RPC id must come back exactly.
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        obj = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
     except (ValueError, RecursionError, UnicodeDecodeError):
         raise ParseError() from None
+    check_depth(obj, body)
+    return obj
 
 
 def cors_headers() -> list[tuple[bytes, bytes]]:

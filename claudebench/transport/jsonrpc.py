@@ -108,6 +108,9 @@ async def handle_one(obj: Any, client_addr: str | None) -> dict[str, Any] | None
 async def handle_batch(items: list[Any], client_addr: str | None) -> list[dict[str, Any]]:
     """Elements run in parallel; answers keep input order, successful notifications drop out."""
     if len(items) > settings.CB_MAX_BATCH_LENGTH:
+        from claudebench.core import metrics
+
+        metrics.refused("batch_length")
         raise InvalidRequest(f"Batch longer than {settings.CB_MAX_BATCH_LENGTH} requests")
     answers = await asyncio.gather(*(handle_one(item, client_addr) for item in items))
     return [a for a in answers if a is not None]

@@ -15,6 +15,7 @@ from claudebench.core.errors import (
     HookBlocked,
     InvalidParams,
     ParseError,
+    Unauthorized,
 )
 from claudebench.core.pipeline import CallMeta
 from claudebench.core.registry import HandlerSpec
@@ -44,6 +45,8 @@ def rest_error(spec: HandlerSpec, exc: BaseException) -> tuple[int, dict[str, An
         return 403, {"success": False, "error": exc.rest_error, "reason": exc.data or exc.detail, "event": event}
     if isinstance(exc, HandlerError | HandlerTimeout):
         return 500, {"success": False, "error": exc.rest_error, "message": exc.detail, "event": event}
+    if isinstance(exc, Unauthorized) and exc.detail != exc.public_message:  # issue 10: which scope is missing
+        return exc.http_status, {"success": False, "error": exc.rest_error, "message": exc.detail, "event": event}
     if isinstance(exc, CbError):
         return exc.http_status, {"success": False, "error": exc.rest_error, "event": event}
     return 500, {"success": False, "error": "Internal server error", "event": event}

@@ -43,6 +43,7 @@ log = logging.getLogger("claudebench.instances")
 
 @handler(
     "system.redis.keys", input=SystemRedisKeysIn, output=SystemRedisKeysOut, declared_rate_limit=50,
+    scope="admin",  # issue 10: dangerous, admin tokens only
     mutating=False, cache_ttl_s=60, limits=Limits(rate=50, timeout_ms=10_000, trip_after=5, open_ms=30_000),
     fallback=lambda data: {"keys": [], "cursor": 0, "pattern": data.pattern}, mcp=Mcp(visible=False),
 )
@@ -70,6 +71,7 @@ async def system_redis_keys(ctx: Ctx, data: SystemRedisKeysIn) -> SystemRedisKey
 
 @handler(
     "system.redis.get", input=SystemRedisGetIn, output=SystemRedisGetOut, declared_rate_limit=100,
+    scope="admin",  # issue 10: dangerous, admin tokens only
     mutating=False, cache_ttl_s=30, limits=Limits(rate=100, timeout_ms=8_000, trip_after=5, open_ms=30_000),
     fallback=lambda data: {"key": data.key, "exists": False, "type": "none", "ttl": -2, "size": 0, "data": None},
     mcp=Mcp(visible=False),
@@ -126,6 +128,7 @@ def _refuse(field: str, message: str) -> InvalidParams:
 
 @handler(
     "system.postgres.query", input=SystemPostgresQueryIn, output=SystemPostgresQueryOut, declared_rate_limit=50,
+    scope="admin",  # issue 10: dangerous, admin tokens only
     mutating=False, cache_ttl_s=60, limits=Limits(rate=50, timeout_ms=20_000, trip_after=5, open_ms=60_000),
     mcp=Mcp(visible=False),
 )
@@ -169,6 +172,7 @@ async def system_postgres_query(ctx: Ctx, data: SystemPostgresQueryIn) -> System
 
 @handler(
     "system.flush", input=SystemFlushIn, output=SystemFlushOut, declared_rate_limit=1,
+    scope="admin",  # issue 10: dangerous, admin tokens only
     mcp=Mcp(visible=True, title="Flush all data", tags=("system", "danger"),
             warnings=("Deletes every ClaudeBench key in Redis and, by default, every task in PostgreSQL",)),
 )

@@ -46,7 +46,8 @@ def _database_url() -> str:
 def _server_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(DATABASE_URL=_database_url(), REDIS_URL=settings.REDIS_URL, PYTHONUNBUFFERED="1",
-               CB_MCP_PING_INTERVAL_MS=str(PING_INTERVAL_MS), CB_MAX_BODY_BYTES=str(MAX_BODY_BYTES))
+               CB_MCP_PING_INTERVAL_MS=str(PING_INTERVAL_MS), CB_MAX_BODY_BYTES=str(MAX_BODY_BYTES),
+               CB_LOOPBACK_SCOPE="admin")  # the tool tests call admin-scope tools (system.flush) tokenless
     return env
 
 

@@ -260,6 +260,7 @@ class Command(BaseCommand):
                 self.say_engines(started)
             if not options["no_setup"]:
                 self.setup(options["verbosity"])
+            self.check_bind()  # issue 10: an exposed HOST needs an active API token
             for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 signal.signal(signum, supervisor.on_signal)
             code = supervisor.run(lambda: self.ready(table))
@@ -283,6 +284,15 @@ class Command(BaseCommand):
             raise CommandError("forced stop", returncode=code)
 
     @staticmethod
+    def check_bind() -> None:
+        from claudebench.security.bind import UnsafeBind, check_sync
+
+        try:
+            check_sync()
+        except UnsafeBind as exc:
+            raise CommandError(str(exc)) from None
+
+    @staticmethod
     def child_env(table: tuple[Child, ...]) -> dict[str, str]:
         """One INSTANCE_ID for every child and every restart (SPEC §18.5)."""
         env = dict(os.environ)
@@ -292,6 +302,8 @@ class Command(BaseCommand):
         if any(child.name == "background" for child in table):
             # Someone runs `runworker`: the web hands notifications and triggered runs to it.
             env.setdefault("CB_BACKGROUND_HANDOFF", "1")
+        if any(child.name == "gossip" for child in table):
+            env.setdefault("CB_READY_REQUIRES_GOSSIP", "1")  # /readyz waits for this server's heartbeat
         if "PROMETHEUS_MULTIPROC_DIR" not in env:
             env["PROMETHEUS_MULTIPROC_DIR"] = fresh_prometheus_dir()
         return env
