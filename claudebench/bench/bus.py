@@ -198,10 +198,17 @@ async def _consume(ctx: Context, r: aioredis.Redis, n: int) -> Measurement:
     processed = await _processed(r) - warm
     info = {g["name"]: g for g in await r.xinfo_groups(stream)}[B4_GROUP]
     lost_or_doubled = abs(processed - total) + int(info.get("pending") or 0) + int(info.get("lag") or 0)
-    m = Measurement(clients=n, ok=total, errors=lost_or_doubled + sum(1 for c in codes if c != 0),
-                    seconds=finished - began, unit="ev", label="consumers",
-                    first_error=None if not lost_or_doubled else
-                    f"processed {processed} of {total}, pending {info.get('pending')}, lag {info.get('lag')}")
+    m = Measurement(
+        clients=n,
+        ok=total,
+        errors=lost_or_doubled + sum(1 for c in codes if c != 0),
+        seconds=finished - began,
+        unit="ev",
+        label="consumers",
+        first_error=None
+        if not lost_or_doubled
+        else f"processed {processed} of {total}, pending {info.get('pending')}, lag {info.get('lag')}",
+    )
     ctx.say(f"    {n:>3} consumer(s): {m.summary()}  lag after the run {info.get('lag')}")
     await r.delete(stream, keys.consumer_metrics(B4_GROUP))
     return m
