@@ -205,12 +205,17 @@ class GroupConsumer:
             except entries.Malformed as exc:
                 self._fail(batch, None, stream, entry_id, fields, f"malformed entry: {exc}", 1)
                 continue
-            if not delivery.accepts(self.sub, event):
+            try:
+                wanted = delivery.accepts(self.sub, event)
+                if wanted and self.sub.transform is not None:
+                    event = self.sub.transform(event)
+            except Exception as exc:  # a broken filter/transform fails this event, not the consumer
+                self._fail(batch, event, stream, entry_id, fields, f"filter/transform: {delivery.describe(exc)}", 1)
+                continue
+            if not wanted:
                 batch.ack[stream].append(entry_id)
                 batch.counters.skipped += 1
                 continue
-            if self.sub.transform is not None:
-                event = self.sub.transform(event)
             events.append(event)
         if self.sub.batch:
             for start in range(0, len(events), self.sub.batch_size):

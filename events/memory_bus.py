@@ -76,11 +76,18 @@ class MemoryBus:
         self._seen_set.add(event_id)
 
     def _offer(self, sub: Subscription, event: Event) -> None:
-        if not delivery.accepts(sub, event):
-            self._counters[sub.group]["skipped"] += 1
-            return
         copy = Event(**{**event.__dict__, "metadata": dict(event.metadata)})
-        self._queues[sub.name].put_nowait(sub.transform(copy) if sub.transform else copy)
+        try:
+            if not delivery.accepts(sub, copy):
+                self._counters[sub.group]["skipped"] += 1
+                return
+            copy = sub.transform(copy) if sub.transform else copy
+        except Exception as exc:  # publishing never fails because of a subscriber (SPEC §14.4)
+            self._counters[sub.group]["failed"] += 1
+            if sub.use_dlq:
+                self._dead_letter(sub, copy, f"filter/transform: {delivery.describe(exc)}", 1)
+            return
+        self._queues[sub.name].put_nowait(copy)
 
     # --- subscribing -------------------------------------------------------------------------------
     def subscribe(self, patterns_: Any, handler: Any, **options: Any) -> str:

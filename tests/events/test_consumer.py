@@ -274,3 +274,22 @@ async def test_several_consumers_share_one_group(redis, running, sub):
             await core_bus.publish("task.created", {"n": n})
         await wait_until(lambda: len(seen["a"]) + len(seen["b"]) >= 60)
     assert sorted(seen["a"] + seen["b"]) == list(range(60))
+
+
+async def test_a_raising_filter_dead_letters_that_event_and_the_consumer_goes_on(redis, running, sub):
+    got = []
+
+    async def handler(event):
+        got.append(event.payload["n"])
+
+    def picky(event):
+        if event.payload["n"] == 1:
+            raise KeyError("boom")
+        return True
+
+    for n in range(3):
+        await core_bus.publish("task.created", {"n": n})
+    async with running(sub("task.created", handler, name="picky", filter=picky, use_dlq=True)) as consumer:
+        await wait_until(lambda: got == [0, 2] and consumer.totals.dead_lettered == 1)
+    rows = await RedisBus().dead_letters("task.created")
+    assert rows[0]["envelope"]["metadata"]["failureReason"].startswith("filter/transform: KeyError")

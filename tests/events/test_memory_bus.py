@@ -116,3 +116,16 @@ async def test_history_is_bounded(settings):
     for n in range(8):
         await bus.publish("task.created", {"n": n})
     assert [e.payload["n"] for e in await bus.replay("*")] == [3, 4, 5, 6, 7]
+
+
+async def test_a_raising_transform_never_breaks_publish(bus):
+    def broken(event):
+        raise ValueError("nope")
+
+    async def handler(event):
+        raise AssertionError("not reached")
+
+    bus.subscribe("*", handler, name="t", transform=broken, use_dlq=True)
+    await bus.publish("task.created", {})
+    await bus.drain()
+    assert (await bus.dead_letters())[0]["envelope"]["metadata"]["failureReason"].startswith("filter/transform")
