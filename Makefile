@@ -9,7 +9,7 @@ ARGS ?=
 B ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test bench lint engines-start engines-stop engines-status clean clean-data
+.PHONY: help install run test chromium bench lint engines-start engines-stop engines-status clean clean-data
 
 help:
 	@echo "make run          start everything (embedded PostgreSQL and Valkey, web, workers); Ctrl-C stops"
@@ -33,9 +33,14 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) manage.py up
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(PY) -m ruff check .
 	$(PY) -m pytest $(ARGS)
+
+# The browser tests drive Debian's chromium (never a Playwright download); installed here when
+# missing and we are root, otherwise those tests fail saying how to get it.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && (apt-get update && apt-get install -y chromium chromium-driver); } || echo "chromium is missing (apt-get install chromium chromium-driver): the browser tests will fail"
 
 bench: $(STAMP)
 	$(PY) manage.py bench $(B)

@@ -10,8 +10,11 @@
     frames.set(id, frame);
     const corr = (env.metadata && env.metadata.correlationId) || "";
     const time = new Date(env.timestamp || frame.timestamp).toISOString().slice(11, 23);
-    const tr = cb.el("tr", {"data-id": id, "data-type": frame.event, class: "event-row"},
-      cb.el("td", {}, time), cb.el("td", {class: "type"}, frame.event), cb.el("td", {class: "mono"}, id), cb.el("td", {class: "mono"}, corr));
+    const p = (env && typeof env.payload === "object" && env.payload) || {};
+    const subject = p.id || p.taskId || p.instanceId || p.sessionId || "";
+    const tr = cb.el("tr", {"data-id": id, "data-type": frame.event, "data-subject": String(subject), class: "event-row"},
+      cb.el("td", {}, time), cb.el("td", {class: "type"}, frame.event), cb.el("td", {class: "mono"}, String(subject)),
+      cb.el("td", {class: "mono"}, id), cb.el("td", {class: "mono"}, corr));
     tr.addEventListener("click", () => {
       for (const r of tbody.querySelectorAll("tr.selected")) r.classList.remove("selected");
       tr.classList.add("selected");
