@@ -12,7 +12,7 @@ from claudebench.core import keys
 
 from .conftest import wait_until
 from .procs import Worker, worker_env
-from .sample_subscribers import EFFECTS
+from .sample_subscribers import EFFECTS, WORKERS
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -116,3 +116,17 @@ async def test_sigterm_under_load_exits_0_and_loses_nothing(redis, workers):
 async def _lag_recorded(redis) -> bool:
     counters = await redis.hgetall(keys.consumer_metrics(GROUP))
     return counters.get("lag") == "0" and counters.get("pending") == "0"
+
+
+async def test_two_copies_share_the_work_of_one_group(redis, workers):
+    a = workers("effects", CB_TEST_EFFECT_DELAY_S="0.005", CB_TEST_BATCH="10")
+    b = workers("effects", CB_TEST_EFFECT_DELAY_S="0.005", CB_TEST_BATCH="10")
+    await ready(a)
+    await ready(b)
+    ids = [await core_bus.publish("load.item", {"n": n}) for n in range(200)]
+    await wait_until(lambda: _all_done(redis, ids), 30, "every effect")
+    assert await asyncio.to_thread(a.stop) == 0 and await asyncio.to_thread(b.stop) == 0
+    done = await effects(redis)
+    assert set(done) == set(ids) and set(done.values()) == {1}
+    by_worker = {int(k): int(v) for k, v in (await redis.hgetall(WORKERS)).items()}
+    assert set(by_worker) == {a.proc.pid, b.proc.pid} and sum(by_worker.values()) == 200
