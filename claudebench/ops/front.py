@@ -114,6 +114,8 @@ async def serve(scope, receive, send, inner) -> None:
             message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())]}
         elif message["type"] == "websocket.accept":
             status[0] = 101
+        elif message["type"] == "websocket.close" and not status[0]:
+            status[0] = 403  # closed before the handshake completed: the client sees HTTP 403
         await send(message)
 
     with structlog.contextvars.bound_contextvars(request_id=rid):

@@ -62,7 +62,7 @@ def parse_json(body: bytes) -> Any:
     try:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        if "recursion" in str(exc).lower():
+        if "depth" in str(exc).lower() or "recursion" in str(exc).lower():
             too_deep()  # issue 10: deeper than orjson's own cap is deeper than ours too
         if "surrogate" not in str(exc) or b"\\u" not in body.lower():
             raise ParseError() from None
