@@ -5,9 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import orjson
-
-from claudebench.core import keys, pg, scripts
+from claudebench.core import bus, keys, pg, scripts
 from claudebench.core.clock import iso_ms, now_ms, parse_iso
 from claudebench.core.errors import HandlerError
 from claudebench.core.pipeline import Ctx
@@ -41,7 +39,7 @@ log = logging.getLogger("claudebench.tasks")
 
 
 def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    return bus.to_json(value)  # orjson, or the standard library past orjson's 254-level limit
 
 
 @handler(

@@ -6,6 +6,7 @@ The subscriber side (durable consumer groups, retries, dead letters) lives in ev
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -18,6 +19,16 @@ from claudebench.core.clock import now_ms
 from claudebench.core.redis import get_redis
 
 log = logging.getLogger("claudebench.core.bus")
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON text of an envelope. orjson writes at most 254 nesting levels, fewer than the
+    parser accepts (CB_MAX_JSON_DEPTH) once the envelope wraps a request; the standard library
+    writes those (same JSON, slower) instead of failing the call with -32603."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def envelope(
@@ -43,7 +54,7 @@ async def publish(
     if partition_key is not None:
         metadata = {**(metadata or {}), "partitionKey": partition_key}
     env = envelope(event_type, payload, metadata, id=id)
-    body = orjson.dumps(env).decode()
+    body = to_json(env)
     r = get_redis()
     delivered, _ = await scripts.exactly_once_delivery(
         r, event_id=env["id"], event_type=event_type, envelope=body,
@@ -69,7 +80,7 @@ async def record_request(event: str, payload: Any, *, client_id: str | None) -> 
     metadata: dict[str, Any] = {"kind": "request"}
     if client_id:
         metadata["clientId"] = client_id
-    body = orjson.dumps(envelope(event, payload, metadata)).decode()
+    body = to_json(envelope(event, payload, metadata))
     stream = keys.stream(event)
     async with get_redis().pipeline(transaction=False) as pipe:
         pipe.xadd(stream, {"data": body}, maxlen=settings.CB_STREAM_MAXLEN, approximate=True)

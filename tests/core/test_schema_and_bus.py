@@ -94,3 +94,20 @@ async def test_request_records_are_marked_and_kept_out_of_domain_events(redis, s
     record = orjson.loads(fields["data"])
     assert record["metadata"] == {"kind": "request", "clientId": "cli-1"} and record["payload"] == {"a": 1}
     assert await stream_events("core.thing") == []
+
+
+async def test_envelopes_nested_past_orjsons_writer_limit_are_still_written(redis):
+    # orjson writes 254 levels at most; a request nested just under the parser's limit is deeper
+    # than that once wrapped in the envelope, and must still be recorded and published.
+    deep: Any = 1
+    for _ in range(260):
+        deep = {"a": deep}
+    await bus.record_request("core.deep", {"metadata": deep}, client_id=None)
+    eid = await bus.publish("core.deep", {"metadata": deep})
+    [published] = await bus.recent("core.deep", limit=1)
+    assert published["id"] == eid
+    node, depth = published["payload"]["metadata"], 0
+    while isinstance(node, dict):
+        node, depth = node["a"], depth + 1
+    assert depth == 260
+    assert bus.to_json({"n": 2**70}) == '{"n":1180591620717411303424}'
