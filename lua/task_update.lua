@@ -7,7 +7,7 @@
 -- Returns {1, field, value, ...} (the whole hash after the change), {0, 'retry'} when the assignee
 -- or metadata changed since the caller read them, or {0, message}.
 -- Policy (SPEC §9.2): only a completed non-project task refuses a new status. A task sits in the
--- pending queue iff it is pending and unassigned.
+-- pending queue iff it is pending and unassigned, in its instance's queue iff assigned and open.
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {0, 'Task not found'}
 end
@@ -46,8 +46,14 @@ if new_status == 'pending' and assignee == '' then
 else
   redis.call('ZREM', KEYS[2], ARGV[1])
 end
-if assignee ~= '' and (new_status == 'completed' or new_status == 'failed') then
-  redis.call('LREM', KEYS[3], 0, ARGV[1])
+if assignee ~= '' then
+  if new_status == 'completed' or new_status == 'failed' then
+    redis.call('LREM', KEYS[3], 0, ARGV[1])
+  elseif status == 'completed' or status == 'failed' then
+    -- reopened while assigned: back on its instance's queue, once (as hydration would put it)
+    redis.call('LREM', KEYS[3], 0, ARGV[1])
+    redis.call('RPUSH', KEYS[3], ARGV[1])
+  end
 end
 local reply = {1}
 for _, v in ipairs(redis.call('HGETALL', KEYS[1])) do reply[#reply + 1] = v end

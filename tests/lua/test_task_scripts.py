@@ -312,3 +312,17 @@ async def test_task_unassign_requeues_with_minus_priority(redis):
     assert (stored["assignedTo"], stored["status"], stored["unassignedAt"]) == ("", "pending", LATER_ISO)
     assert "assignedAt" not in stored
     assert await redis.llen(keys.instance_queue("w-1")) == 0
+
+
+async def test_task_update_reopening_an_assigned_task_puts_it_back_on_its_instance_queue(redis):
+    await create(redis, 1)
+    await redis.hset(keys.task("t-1"), "assignedTo", "w-1")
+    await redis.zrem(keys.PENDING_TASKS, "t-1")
+    await redis.rpush(keys.instance_queue("w-1"), "t-1")
+    await update(redis, "t-1", {"status": "failed"}, assignee="w-1")
+    assert await redis.llen(keys.instance_queue("w-1")) == 0
+    await update(redis, "t-1", {"status": "pending"}, assignee="w-1")  # a retry of a failed task
+    assert await redis.lrange(keys.instance_queue("w-1"), 0, -1) == ["t-1"]
+    await update(redis, "t-1", {"status": "in_progress"}, assignee="w-1")  # still once
+    assert await redis.lrange(keys.instance_queue("w-1"), 0, -1) == ["t-1"]
+    assert await redis.zscore(keys.PENDING_TASKS, "t-1") is None

@@ -137,3 +137,15 @@ async def test_unknown_update_keys_are_dropped(call, redis, new_task):
     out = await call("task.update", {"id": task["id"], "updates": {"assignedTo": "w-9", "text": "k2"}})
     assert out["text"] == "k2"
     assert await redis.hget(keys.task(task["id"]), "assignedTo") == ""
+
+
+async def test_retrying_a_failed_assigned_task_returns_it_to_its_instance_queue(call, redis, assigned_task):
+    task_id, worker = await assigned_task()
+    await call("task.update", {"id": task_id, "updates": {"status": "failed"}})
+    assert await redis.llen(keys.instance_queue(worker)) == 0
+    await call("task.update", {"id": task_id, "updates": {"status": "pending"}})
+    assert await redis.lrange(keys.instance_queue(worker), 0, -1) == [task_id]
+    assert await redis.zscore(keys.PENDING_TASKS, task_id) is None
+    # The worker can complete it again.
+    out = await call("task.complete", {"id": task_id, "result": "second try"})
+    assert out["status"] == "completed" and await redis.llen(keys.instance_queue(worker)) == 0
