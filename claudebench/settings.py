@@ -182,6 +182,8 @@ CB_SESSION_PROCESSOR = env_bool("CB_SESSION_PROCESSOR", False)  # also a pub/sub
 CB_HOOK_BLOCK_AS_ERROR = env_bool("CB_HOOK_BLOCK_AS_ERROR", False)  # block as -32003 instead of allow:false
 CB_HOOK_RULES_REFRESH_MS = env_int("CB_HOOK_RULES_REFRESH_MS", 250, minimum=0)  # rule-change check interval
 CB_HOOK_HEARTBEAT_MS = env_int("CB_HOOK_HEARTBEAT_MS", 5_000, minimum=100)  # hook events keep instances alive
+CB_HOOK_VALIDATION_RULES = env_str("HOOK_VALIDATION_RULES", "")  # JSON groups; replace the stored rules
+CB_HOOK_SAFE_PATTERNS = env_str("HOOK_SAFE_PATTERNS", "")  # JSON list of regexes
 
 # --- pipeline: rate limits, circuit breakers, cache, audit, metrics (issue 4) ----------------------
 # Per-handler overrides of the declared Limits, as JSON: {"task.create": {"rate": 5, "per_ms": 1000}}.

@@ -6,4 +6,4 @@ class HooksConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from hooks import signals  # noqa: F401  (rule changes bump the rules version)
+        from hooks import checks, signals  # noqa: F401  (rule changes bump the rules version; env rule check)

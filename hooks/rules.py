@@ -6,6 +6,7 @@ document and compiled once per process per document; an empty table means these 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,33 @@ DEFAULT_GROUPS: list[tuple[str, list[str], str, str, list[tuple[str, str, str | 
         (r"find\s+/\s+-", "Warning: Filesystem-wide operation", None),
     ], True),
 ]
+
+
+def rows_from_env(rules_json: str, safe_json: str) -> list[dict[str, Any]] | None:
+    """SPEC §10.1/§13 overrides: HOOK_VALIDATION_RULES (a JSON list of groups `{name, tools,
+    severity, action, patterns: [{regex, message, replacement?}]}`) and HOOK_SAFE_PATTERNS (a JSON
+    list of regexes) replace the stored rules while set; None when neither is set."""
+    if not rules_json and not safe_json:
+        return None
+    groups = json.loads(rules_json) if rules_json else [g for g in _default_groups() if g["action"] != "allow"]
+    safe = json.loads(safe_json) if safe_json else [p["regex"] for g in _default_groups() if g["action"] == "allow"
+                                                    for p in g["patterns"]]
+    rows = [{"group": "safe_patterns", "tools": [], "severity": "low", "action": "allow", "pattern": regex,
+             "message": "safe command", "replacement": None, "case_insensitive": False, "enabled": True,
+             "position": i} for i, regex in enumerate(safe)]
+    for g in groups:
+        for i, p in enumerate(g.get("patterns") or []):
+            rows.append({"group": g["name"], "tools": list(g.get("tools") or []), "severity": g.get("severity", "medium"),
+                         "action": g.get("action", "block"), "pattern": p["regex"], "message": p.get("message", ""),
+                         "replacement": p.get("replacement"), "case_insensitive": True, "enabled": True,
+                         "position": i})
+    return rows
+
+
+def _default_groups() -> list[dict[str, Any]]:
+    return [{"name": name, "tools": tools, "severity": sev, "action": action,
+             "patterns": [{"regex": r, "message": m, "replacement": rep} for r, m, rep in patterns]}
+            for name, tools, sev, action, patterns, _ in DEFAULT_GROUPS]
 
 
 def default_rule_rows() -> list[dict[str, Any]]:

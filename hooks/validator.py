@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 from claudebench.core import keys, pg
 from claudebench.core.clock import iso_ms, now_ms
-from hooks.rules import RuleSet, compile_rules, default_rule_rows
+from hooks.rules import RuleSet, compile_rules, default_rule_rows, rows_from_env
 
 log = logging.getLogger("claudebench.hooks.validator")
 
@@ -69,6 +69,10 @@ class _Compiled:
 
 async def _rows_from_pg() -> list[dict[str, Any]]:
     from hooks.models import HookRule
+
+    overridden = rows_from_env(settings.CB_HOOK_VALIDATION_RULES, settings.CB_HOOK_SAFE_PATTERNS)
+    if overridden is not None:
+        return overridden
 
     cols = sql.SQL(", ").join(
         sql.SQL("{} AS {}").format(pg.column(HookRule, name), sql.Identifier(name)) for name in _RULE_FIELDS

@@ -121,3 +121,22 @@ async def test_block_as_error_answers_minus_32003_with_the_reason(rpc, client):
                                "data": "dangerous command pattern detected: rm -rf"}
     assert rest.status_code == 403
     assert rest.json()["reason"] == "dangerous command pattern detected: rm -rf"
+
+
+async def test_environment_rules_replace_the_stored_ones(call, redis, settings):
+    settings.CB_HOOK_VALIDATION_RULES = (
+        '[{"name": "no_git_push", "tools": ["Bash"], "severity": "high", "action": "block",'
+        ' "patterns": [{"regex": "git\\\\s+push", "message": "No pushing: {{match}}"}]}]')
+    out = await pre_tool(call, "Bash", {"command": "git push origin main"})
+    assert out["reason"] == "No pushing: git push"
+    assert await pre_tool(call, "Bash", {"command": "rm -rf /"}) == {"allow": True}  # defaults replaced
+    assert await pre_tool(call, "Bash", {"command": "ls; git push"}) != {"allow": True}
+
+
+def test_a_broken_rules_override_fails_the_system_check(settings):
+    from hooks.checks import hook_rule_overrides_parse
+
+    settings.CB_HOOK_VALIDATION_RULES = "[{not json"
+    assert [e.id for e in hook_rule_overrides_parse(None)] == ["hooks.E001"]
+    settings.CB_HOOK_VALIDATION_RULES = ""
+    assert hook_rule_overrides_parse(None) == []
