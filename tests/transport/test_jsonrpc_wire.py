@@ -554,6 +554,20 @@ async def _deep_create(client, levels: int) -> None:
     assert depth == levels - 2
 
 
+async def test_nesting_past_the_depth_limit_is_a_parse_error(client, redis):
+    # SPEC §18.1: valid JSON nested past the fixed limit (256 by default) is refused by the parser
+    # (-32700), for bodies orjson can read (≤ 1024 levels) as well as deeper ones.
+    for levels in (300, 1000, 5000):
+        inner = b"[" * levels + b"]" * levels
+        body = b'{"jsonrpc":"2.0","method":"task.create","id":1,"params":{"text":"x","metadata":{"m":' + inner + b"}}}"
+        error = error_of(await post(client, body), -32700)
+        assert error["message"] == "Parse error"
+        error_of(await post(client, b'{"jsonrpc":"2.0","method":"task.create","id":1,"params":{"text":"\\ud800",'
+                            b'"metadata":{"m":' + inner + b"}}}"), -32700)
+    await assert_nothing_stored(redis)
+    await assert_still_answering(client)
+
+
 async def test_deep_but_accepted_bodies_are_processed(client, redis):
     for levels in (100, 250, 254):
         await _deep_create(client, levels)
