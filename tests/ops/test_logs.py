@@ -1,0 +1,71 @@
+"""Structured logs: one line per request and per handler call, text by default, JSON on request."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import httpx
+import pytest
+
+from tests.ops.live import live_server, wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def test_text_lines_per_request_and_per_call(client, redis, caplog):
+    caplog.set_level(logging.INFO, logger="claudebench")
+    answer = await client.post("/rpc", headers={"x-request-id": "req-text-1"},
+                               json={"jsonrpc": "2.0", "method": "task.create", "params": {"text": "log me"}, "id": 1})
+    task_id = answer.json()["result"]["id"]
+    assert answer.headers["x-request-id"] == "req-text-1"
+    calls = [r.getMessage() for r in caplog.records if r.name == "claudebench.calls"]
+    access = [r.getMessage() for r in caplog.records if r.name == "claudebench.access"]
+    [call] = [line for line in calls if "req-text-1" in line]
+    for part in ("handler='task.create'", "outcome='success'", f"task_id='{task_id}'", "event_id=", "duration_ms=",
+                 "actor=", "transport='rpc'"):
+        assert part in call, call
+    [line] = [line for line in access if "req-text-1" in line]
+    assert "status=200" in line and "path='/rpc'" in line
+
+
+async def test_failed_call_logs_its_code(client, redis, caplog):
+    caplog.set_level(logging.INFO, logger="claudebench")
+    await client.post("/rpc", json={"jsonrpc": "2.0", "method": "task.update",
+                                    "params": {"id": "t-missing", "updates": {"priority": 1}}, "id": 1})
+    [call] = [r.getMessage() for r in caplog.records if r.name == "claudebench.calls"]
+    assert "handler='task.update'" in call and "code=-32603" in call and "task_id='t-missing'" in call
+    assert "outcome='success'" not in call
+
+
+async def test_level_off_writes_nothing(client, redis, caplog):
+    caplog.set_level(logging.WARNING, logger="claudebench.calls")
+    caplog.set_level(logging.WARNING, logger="claudebench.access")
+    await client.post("/rpc", json={"jsonrpc": "2.0", "method": "task.list", "params": {}, "id": 1})
+    assert not [r for r in caplog.records if r.name in ("claudebench.calls", "claudebench.access")]
+
+
+@pytest.mark.slow
+def test_json_lines_from_a_live_server(tmp_path, redis):
+    log_path = tmp_path / "server.log"
+    with live_server(log_path, CB_LOG_JSON="true") as (base, _proc):
+        answer = httpx.post(f"{base}/rpc", headers={"x-request-id": "req-json-1"}, timeout=10,
+                            json={"jsonrpc": "2.0", "method": "task.create", "params": {"text": "json"}, "id": 1})
+        task_id = answer.json()["result"]["id"]
+
+        def lines() -> list[dict]:
+            out = []
+            for raw in log_path.read_text().splitlines():
+                if raw.startswith("{"):
+                    out.append(json.loads(raw))
+            return out
+
+        wait_until(lambda: any(e.get("request_id") == "req-json-1" and e.get("event") == "request" for e in lines()),
+                   10, "the access line")
+    entries = lines()
+    [call] = [e for e in entries if e.get("event") == "handler_call" and e.get("request_id") == "req-json-1"]
+    assert call["handler"] == "task.create" and call["task_id"] == task_id and call["outcome"] == "success"
+    assert call["logger"] == "claudebench.calls" and call["level"] == "info" and "timestamp" in call
+    assert isinstance(call["duration_ms"], float) and call["event_id"]
+    [access] = [e for e in entries if e.get("event") == "request" and e.get("request_id") == "req-json-1"]
+    assert access["status"] == 200 and access["path"] == "/rpc" and access["actor"] == "loopback"
