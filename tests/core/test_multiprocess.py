@@ -41,7 +41,7 @@ def _server(name: str, workers: int, extra_env: dict[str, str]) -> Iterator[str]
     port = _free_port()
     env = {**os.environ, "DATABASE_URL": _database_url(), "REDIS_URL": settings.REDIS_URL,
            "CB_ENABLE_TEST_HANDLERS": "1", "INSTANCE_ID": f"test-{name}", "DJANGO_SETTINGS_MODULE":
-           "claudebench.settings", "CB_LIMIT_OVERRIDES": orjson.dumps({"test.circuit": {"open_ms": 700}}).decode(),
+           "claudebench.settings", "CB_LIMIT_OVERRIDES": orjson.dumps({"test.circuit": {"open_ms": 3_000}}).decode(),
            **extra_env}
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "claudebench.asgi:application", "--host", "127.0.0.1", "--port",
