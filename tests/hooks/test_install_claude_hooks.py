@@ -42,7 +42,7 @@ def test_merges_without_losing_keys_and_twice_is_the_same(tmp_path, style):
     assert cfg["hooks"]["PostToolUse"][0] == {"matcher": "Write", "hooks": [USER_HOOK]}
     for event in HOOK_EVENTS:
         ours = cfg["hooks"][event][-1]["hooks"]
-        assert len(ours) == 1 and ours[0]["type"] == style
+        assert len(ours) == 1 and ours[0]["type"] == ("command" if event == "SessionStart" else style)
     if style == "http":
         hook = cfg["hooks"]["PreToolUse"][-1]["hooks"][0]
         assert hook["url"] == "http://localhost:3000/hooks/claude"
@@ -58,6 +58,7 @@ def test_switching_style_replaces_our_entries(tmp_path):
     call_command("install_claude_hooks", project=str(tmp_path), style="http", server="http://h:1")
     cfg, _ = read(tmp_path)
     assert [h["type"] for g in cfg["hooks"]["PreToolUse"] for h in g["hooks"]] == ["http"]
+    assert [h["type"] for g in cfg["hooks"]["SessionStart"] for h in g["hooks"]] == ["command"]
 
 
 def test_a_broken_settings_file_is_refused_and_left_alone(tmp_path):

@@ -22,6 +22,8 @@ from hooks.claude_map import HOOK_EVENTS, TOOL_EVENTS
 BRIDGE = Path(__file__).resolve().parents[2] / "bridge.py"
 HOOK_PATH = "/hooks/claude"
 TOKEN_VAR = "CLAUDEBENCH_TOKEN"
+# Events Claude Code runs only as command hooks: these get the bridge even with --style http.
+COMMAND_ONLY = ("SessionStart",)
 # Pre-allowed MCP tools, as the original's settings template (SPEC §2.8).
 MCP_TOOLS = ("task__create", "task__complete", "task__assign", "system__get_state", "system__health",
              "system__metrics")
@@ -58,7 +60,8 @@ def merge_settings(current: dict[str, Any], style: str, server: str, project: Pa
             kept = [h for h in group.get("hooks") or [] if not _ours(h)]
             if kept:
                 groups.append({**group, "hooks": kept})
-        ours: dict[str, Any] = {"hooks": [_our_hook(style, server, project)]}
+        kind = "command" if event in COMMAND_ONLY else style
+        ours: dict[str, Any] = {"hooks": [_our_hook(kind, server, project)]}
         if event in TOOL_EVENTS:
             ours = {"matcher": "*", **ours}
         hooks[event] = [*groups, ours]
