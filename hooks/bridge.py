@@ -54,6 +54,9 @@ def run(stdin_text: str, env: dict[str, str]) -> tuple[int, str, str]:
     except ValueError:
         timeout = 3.0
     request = {"jsonrpc": "2.0", "method": method, "params": params, "id": int(time.time() * 1000) % 100000}
+    if isinstance(params.get("sessionId"), str):
+        # Each Claude Code session is its own rate-limit and audit actor (SPEC §2.2.1), not the server.
+        request["metadata"] = {"sessionId": params["sessionId"]}
     try:
         reply = _post(url, request, timeout)
     except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:

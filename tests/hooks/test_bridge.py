@@ -106,9 +106,16 @@ def test_bridge_fails_open_quickly_when_the_server_is_down():
 def test_bridge_run_function_maps_json_rpc_minus_32003_to_exit_2(monkeypatch):
     from hooks import bridge as module
 
-    monkeypatch.setattr(module, "_post", lambda url, body, timeout: {
-        "jsonrpc": "2.0", "error": {"code": -32003, "message": "Hook blocked execution", "data": "nope"}, "id": 1})
+    sent = []
+
+    def post(url, body, timeout):
+        sent.append(body)
+        return {"jsonrpc": "2.0", "error": {"code": -32003, "message": "Hook blocked execution", "data": "nope"},
+                "id": 1}
+
+    monkeypatch.setattr(module, "_post", post)
     assert module.run(json.dumps(RM_RF), {}) == (2, "", "nope\n")
+    assert sent[0]["metadata"] == {"sessionId": "claude-session-123"} and sent[0]["method"] == "hook.pre_tool"
     monkeypatch.setattr(module, "_post", lambda url, body, timeout: {
         "jsonrpc": "2.0", "error": {"code": -32000, "message": "Rate limit exceeded"}, "id": 1})
     code, _, err = module.run(json.dumps(RM_RF), {})
