@@ -1,8 +1,9 @@
 """Everything recorded after the body ran (breaker outcome, counters, audit, cache write), in one
 script (lua/pipeline_outcome.lua) per call, off the request path: the answer never waits for it.
 
-Each event loop has one writer task. Calls append their outcome to its buffer; the writer sends
-everything buffered in one pipelined round trip, in call order, then takes the next batch. So a
+Each event loop has one writer task. Calls append their outcome to its buffer; the writer waits
+CB_PIPELINE_OUTCOME_DELAY_MS, sends everything buffered in one pipelined round trip, in call
+order, then takes the next batch. So a
 burst of N calls costs far fewer than N extra round trips, and one client's sequential calls reach
 the breaker in the order they finished. `settle()` waits until the buffer is empty (tests,
 shutdown).
@@ -42,6 +43,10 @@ class _Writer:
             self.task = asyncio.get_running_loop().create_task(self.run())
 
     async def run(self) -> None:
+        # Let a few milliseconds of calls gather: one round trip then carries all their outcomes.
+        delay_ms = 0 if settings.CB_PIPELINE_OUTCOME_INLINE else settings.CB_PIPELINE_OUTCOME_DELAY_MS
+        if delay_ms:
+            await asyncio.sleep(delay_ms / 1000)
         while self.buffer:
             batch, self.buffer = self.buffer[:MAX_BATCH], self.buffer[MAX_BATCH:]
             try:
