@@ -222,6 +222,11 @@ MIDDLEWARE.insert(1, "servestatic.middleware.ServeStaticMiddleware")
 SERVESTATIC_USE_FINDERS = True  # straight from static/ and the apps: `make run` needs no collectstatic
 SERVESTATIC_AUTOREFRESH = DEBUG
 LOGIN_URL = "/admin/login/"
+# The live view's Channels groups are per process (events/fanout.py: each process's pub/sub listener
+# serves its own sockets), so they live in an in-memory layer: B5 measured the Redis layer at ~1,000
+# messages/s per process with drops past its per-channel capacity (one message per socket per event).
+CHANNEL_LAYERS["live"] = {"BACKEND": "channels.layers.InMemoryChannelLayer",
+                          "CONFIG": {"capacity": env_int("CB_WS_QUEUE_CAPACITY", 10_000, minimum=10), "expiry": 60}}
 CB_DASHBOARD_POLL_MS = env_int("CB_DASHBOARD_POLL_MS", 2000, minimum=100)  # overview refresh
 CB_API_PAGE_SIZE = env_int("CB_API_PAGE_SIZE", 50, minimum=1, maximum=1000)
 SPECTACULAR_SETTINGS = {

@@ -70,14 +70,43 @@ class _Runner:
         self.running: set[asyncio.Task] = set()
         self.stopping = False
         self.done = 0
+        self.handback: list[dict[str, Any]] = []  # taken from the channel, not started: sent back on stop
+        self.queue: asyncio.Queue | None = None  # runworker's in-process queue of messages it already took
+        self.receiving = 0
+        self.idle = asyncio.Event()  # no receive under way
+        self.idle.set()
+        self._wrap_receive(get_channel_layer())
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGTERM, self.on_term)
         log.info("background worker ready channel=%s concurrency=%d", settings.CB_BACKGROUND_CHANNEL,
                  settings.CB_BACKGROUND_CONCURRENCY)
 
+    def _wrap_receive(self, layer) -> None:
+        """runworker's listener takes messages as fast as the channel gives them; once stopping it
+        takes no more, and `finish` waits for a receive already under way (its message is kept)."""
+        original = layer.receive
+
+        async def receive(channel: str):
+            if self.stopping:
+                await asyncio.Event().wait()  # never: the process is leaving
+            self.receiving += 1
+            self.idle.clear()
+            try:
+                return await original(channel)
+            finally:
+                self.receiving -= 1
+                if not self.receiving:
+                    self.idle.set()
+
+        layer.receive = receive
+
     async def start(self, message: dict[str, Any]) -> None:
         await self.gate.acquire()
+        if self.stopping:  # issue 10: a stopping worker starts nothing new
+            self.gate.release()
+            self.handback.append(message)
+            return
         task = asyncio.create_task(self._one(message))
         self.running.add(task)
         task.add_done_callback(self.running.discard)
@@ -96,10 +125,26 @@ class _Runner:
         asyncio.get_running_loop().create_task(self.finish())
 
     async def finish(self) -> None:
-        """SIGTERM: let the runs in flight finish, then leave the worker's loop (exit 0)."""
+        """SIGTERM: take nothing more from the channel, let the runs in flight finish, put the
+        messages taken but not started back on the channel for another worker, exit 0."""
         if self.running:
             await asyncio.wait(set(self.running), timeout=30)
-        log.info("background worker stopped runs=%d", self.done)
+        with contextlib.suppress(TimeoutError):  # a BZPOPMIN under way returns a message or times out
+            await asyncio.wait_for(self.idle.wait(), 10)
+        for _ in range(3):
+            await asyncio.sleep(0)  # a message held by the application loop moves to handback
+        handed = 0
+        layer = get_channel_layer()
+        while True:
+            while self.queue is not None and not self.queue.empty():
+                self.handback.append(self.queue.get_nowait())
+            if not self.handback:
+                break
+            batch, self.handback = self.handback, []
+            for message in batch:
+                await layer.send(settings.CB_BACKGROUND_CHANNEL, message)
+            handed += len(batch)
+        log.info("background worker stopped runs=%d handed_back=%d", self.done, handed)
         raise SystemExit(0)
 
 
@@ -113,9 +158,13 @@ async def application(scope, receive, send) -> None:
         raise ValueError(f"no background consumer for channel {scope.get('channel')!r}")
     if _runner is None:
         _runner = _Runner()
+    _runner.queue = getattr(receive, "__self__", None)  # asgiref's input_queue.get
     while True:
         message = await receive()
         if message.get("type") != MESSAGE_TYPE:
             log.warning("ignored background message of type %r", message.get("type"))
+            continue
+        if _runner.stopping:
+            _runner.handback.append(message)
             continue
         await _runner.start(message)

@@ -63,7 +63,7 @@ def wait_until(predicate, timeout_s: float, what: str) -> None:
 def live_server(log_path: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
     """uvicorn on a free port; yields (base URL, process). SIGTERM at the end, SIGKILL if stuck."""
     port = free_port()
-    argv = [sys.executable, "-m", "uvicorn", "claudebench.asgi:application", "--host", "127.0.0.1",
+    argv = [sys.executable, "-m", "claudebench.ops.serve", "claudebench.asgi:application", "--host", "127.0.0.1",
             "--port", str(port), "--lifespan", "on", "--timeout-graceful-shutdown", "5"]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(argv, cwd=ROOT, env=server_env(**env), stdout=log, stderr=subprocess.STDOUT,

@@ -47,7 +47,8 @@ class Child:
 PROCESSES: tuple[Child, ...] = (
     Child(
         "web",
-        "-m uvicorn claudebench.asgi:application --host {HOST} --port {PORT} --workers {CB_WEB_WORKERS}"
+        # uvicorn behind claudebench.ops.serve: a graceful SIGTERM stop exits 0 (issue 10).
+        "-m claudebench.ops.serve claudebench.asgi:application --host {HOST} --port {PORT} --workers {CB_WEB_WORKERS}"
         # An open MCP server stream (GET /mcp) never ends by itself: after 5 s uvicorn cancels it.
         " --loop uvloop --http httptools --no-access-log --lifespan on --timeout-graceful-shutdown 5",
     ),
