@@ -4,8 +4,8 @@ Claude Code posts the same hook JSON a command hook reads on stdin and reads a 2
 the hook's output (a non-2xx answer or a timeout is a non-blocking error, so this route fails
 open: any failure of ours answers 200 `{}` and is logged). No bridge process is needed.
 
-Authentication: `Authorization: Bearer <token>` is accepted and handed to `authorize()`, the one
-seam where real token checking plugs in with the trust-boundary issue; today every caller passes.
+Authentication: the ASGI front (claudebench/ops/front.py) checks `Authorization: Bearer <token>`
+before this route runs, as on every machine surface; `authorize()` is an extra per-route seam.
 """
 
 from __future__ import annotations

@@ -150,7 +150,8 @@ def test_default_table_runs_uvicorn_with_settings_filled_in(settings):
 
     argv = argv_for(web)
 
-    assert argv[:4] == [sys.executable, "-m", "uvicorn", "claudebench.asgi:application"]
+    # uvicorn, behind the wrapper that makes a graceful SIGTERM exit 0 (claudebench/ops/serve.py)
+    assert argv[:4] == [sys.executable, "-m", "claudebench.ops.serve", "claudebench.asgi:application"]
     joined = " ".join(argv)
     assert "--host 127.0.0.2 --port 3999 --workers 3" in joined
     assert "--loop uvloop --http httptools --no-access-log --lifespan on" in joined
