@@ -32,7 +32,7 @@ from claudebench.core.pipeline import CallMeta
 from claudebench.core.redis import get_redis
 from events import patterns
 from events.bus import get_bus
-from events.fanout import PROCESS, get_fanout, group_for
+from events.fanout import LAYER, PROCESS, get_fanout, group_for
 
 log = logging.getLogger("claudebench.events.consumers")
 
@@ -90,6 +90,8 @@ def error_object(exc: BaseException) -> dict[str, Any]:
 
 class WsConsumer(AsyncWebsocketConsumer):
     """One browser or relay client on `/ws`."""
+
+    channel_layer_alias = LAYER
 
     async def connect(self) -> None:
         self.client_id = new_client_id()

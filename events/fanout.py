@@ -1,7 +1,9 @@
 """Bus events to WebSocket clients, on every server process (SPEC §2.6.3, §16 row 10; DESIGN flow 2).
 
 One Redis pub/sub pattern listener per web process (PSUBSCRIBE `*`: a bus event is published on
-its bare type) feeds Channels groups. Groups are named per process and per pattern, so each
+its bare type) feeds Channels groups of the in-memory layer `live` (settings.CHANNEL_LAYERS: the
+groups never leave their process, and the Redis layer costs a round trip per socket per event,
+which B5 measured as the bottleneck). Groups are named per process and per pattern, so each
 process's listener serves its own sockets and a socket gets one copy of an event per group it
 is in (the consumer drops the rest by envelope id):
 
@@ -38,6 +40,7 @@ log = logging.getLogger("claudebench.events.fanout")
 
 PROCESS = f"{os.getpid()}-{secrets.token_hex(3)}"
 MESSAGE_TYPE = "ws.event"  # dispatched to WsConsumer.ws_event
+LAYER = "live"  # settings.CHANNEL_LAYERS alias: in-memory, since the groups never leave the process
 _SAFE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _raw_ids = itertools.count(1)
 
@@ -122,7 +125,7 @@ class Fanout:
                 backoff = min(backoff * 2, 5.0)
 
     async def _listen(self) -> None:
-        layer = get_channel_layer()
+        layer = get_channel_layer(LAYER)
         pubsub = get_redis().pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.psubscribe("*")

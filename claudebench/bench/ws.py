@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -33,22 +34,23 @@ class Listener:
         self.latencies_s: list[float] = []
         self.last_at = 0.0
         self.ready = asyncio.Event()
+        self.ws = None
 
-    async def run(self, url: str, stop: asyncio.Event) -> None:
+    async def run(self, url: str) -> None:
         import websockets
 
-        async with websockets.connect(url, max_size=None, ping_interval=None) as ws:
+        # No permessage-deflate: the bench measures fan-out, not zlib in one client process.
+        async with websockets.connect(url, max_size=None, ping_interval=None, compression=None) as ws:
+            self.ws = ws
             await ws.send('{"action":"subscribe","events":["task.*"]}')
-            while not stop.is_set():
-                try:
-                    raw = await asyncio.wait_for(ws.recv(), 0.5)
-                except TimeoutError:
-                    continue
+            async for raw in ws:
                 received_ms = time.time() * 1000
+                if self.tag not in raw:  # other traffic: skip the parse
+                    if '"subscribed"' in raw:
+                        self.ready.set()
+                    continue
                 frame = orjson.loads(raw)
-                if frame.get("type") == "subscribed":
-                    self.ready.set()
-                elif frame.get("type") == "event" and frame.get("event") == "task.created":
+                if frame.get("type") == "event" and frame.get("event") == "task.created":
                     env = frame["data"]
                     payload = env.get("payload") or {}
                     if str(payload.get("text", "")).startswith(self.tag) and payload.get("id") not in self.seen:
@@ -58,6 +60,7 @@ class Listener:
 
 
 async def _create_all(base: str, tag: str) -> tuple[set[str], int, str | None]:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
     ids: set[str] = set()
     errors, first_error = 0, None
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -75,6 +78,8 @@ async def _create_all(base: str, tag: str) -> tuple[set[str], int, str | None]:
                         "metadata": {"sessionId": f"{tag}-{n}"}}  # one limiter bucket each: never refused
                 try:
                     answer = (await http.post("/rpc", content=orjson.dumps(body))).json()
+                    if "result" not in answer:
+                        raise RuntimeError(f"task.create answered {answer.get('error')}")
                     ids.add(answer["result"]["id"])
                 except Exception as exc:
                     errors += 1
@@ -95,9 +100,8 @@ async def measure_b5(ctx: Context, clients: Sequence[int]) -> list[Measurement]:
 async def _one_run(ctx: Context, base: str, sockets: int) -> Measurement:
     tag = f"b5-{uuid.uuid4().hex[:10]}"
     ws_url = base.replace("http://", "ws://").replace("https://", "wss://") + "/ws"
-    stop = asyncio.Event()
     listeners = [Listener(tag) for _ in range(sockets)]
-    tasks = [asyncio.create_task(x.run(ws_url, stop)) for x in listeners]
+    tasks = [asyncio.create_task(x.run(ws_url)) for x in listeners]
     try:
         await asyncio.wait_for(asyncio.gather(*(x.ready.wait() for x in listeners)), 60)
         ctx.say(f"  {sockets} WebSocket clients subscribed to task.*; {CREATES} task.create calls")
@@ -110,7 +114,10 @@ async def _one_run(ctx: Context, base: str, sockets: int) -> Measurement:
             await asyncio.sleep(0.05)
         finished = max([x.last_at for x in listeners] + [started])
     finally:
-        stop.set()
+        for x in listeners:
+            if x.ws is not None:
+                with contextlib.suppress(Exception):
+                    await x.ws.close()
         for t in tasks:
             with contextlib.suppress(Exception):
                 await t

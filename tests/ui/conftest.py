@@ -19,7 +19,8 @@ def test_channel_layer(settings, redis):
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {"hosts": [settings.REDIS_URL], "prefix": "cb:channels:test"},
-        }
+        },
+        "live": settings.CHANNEL_LAYERS["live"],
     }
     return settings.CHANNEL_LAYERS
 
