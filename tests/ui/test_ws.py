@@ -238,3 +238,18 @@ async def test_foreign_browser_origin_is_refused(ws_connect):
     await ws_connect(headers=[(b"origin", b"http://evil.example")], expect=False)
     ok = await ws_connect(headers=[(b"origin", b"http://127.0.0.1:3000"), (b"host", b"127.0.0.1:3000")])
     assert ok.client_id
+
+
+async def test_every_handler_refuses_non_object_params_over_execute(ws_connect, redis):
+    """STYLE §9: every handler over the WebSocket transport too; -32602, id echoed, nothing stored."""
+    from claudebench.core import registry
+
+    ws = await ws_connect()
+    for n, spec in enumerate(registry.specs()):
+        await ws.send({"action": "execute", "request": {"jsonrpc": "2.0", "method": spec.event,
+                                                        "params": [1, 2, 3], "id": n}})
+        answer = await ws.recv()
+        while "jsonrpc" not in answer:
+            answer = await ws.recv()
+        assert answer["id"] == n and answer["error"]["code"] == -32602, (spec.event, answer)
+    assert await redis.dbsize() <= 2  # only this client's own keys (no task, no instance was written)
