@@ -32,7 +32,7 @@ from claudebench.core.pipeline import CallMeta
 from claudebench.core.redis import get_redis
 from events import patterns
 from events.bus import get_bus
-from events.fanout import LAYER, PROCESS, get_fanout, group_for
+from events.fanout import GROUP, LAYER, PROCESS, get_fanout
 
 log = logging.getLogger("claudebench.events.consumers")
 
@@ -117,7 +117,8 @@ class WsConsumer(AsyncWebsocketConsumer):
             job.cancel()
         for pattern in getattr(self, "patterns", []):
             self.fanout.remove(pattern)
-            await self.channel_layer.group_discard(group_for(pattern), self.channel_name)
+        if getattr(self, "patterns", None):
+            await self.channel_layer.group_discard(GROUP, self.channel_name)
         if hasattr(self, "client_id"):
             await get_redis().delete(keys.ws_subscriptions(self.client_id), keys.ws_client(self.client_id))
 
@@ -159,8 +160,9 @@ class WsConsumer(AsyncWebsocketConsumer):
     # --- subscriptions ---------------------------------------------------------------------------
     async def subscribe(self, requested: list[str], backfill: int) -> None:
         new = [p for p in requested if p not in self.patterns]
+        if new and not self.patterns:  # first pattern: join before the streams are read (no gap)
+            await self.channel_layer.group_add(GROUP, self.channel_name)
         for pattern in new:
-            await self.channel_layer.group_add(group_for(pattern), self.channel_name)
             self.fanout.add(pattern)
             self.patterns.append(pattern)
         key = keys.ws_subscriptions(self.client_id)
@@ -187,11 +189,13 @@ class WsConsumer(AsyncWebsocketConsumer):
                                       "timestamp": now_ms()})
 
     async def unsubscribe(self, requested: list[str]) -> None:
+        held = bool(self.patterns)
         for pattern in requested:
             if pattern in self.patterns:
                 self.patterns.remove(pattern)
                 self.fanout.remove(pattern)
-                await self.channel_layer.group_discard(group_for(pattern), self.channel_name)
+        if held and not self.patterns:
+            await self.channel_layer.group_discard(GROUP, self.channel_name)
         if requested:
             await get_redis().srem(keys.ws_subscriptions(self.client_id), *requested)
         await self.send_json({"type": "unsubscribed", "events": requested, "timestamp": now_ms()})
@@ -207,9 +211,10 @@ class WsConsumer(AsyncWebsocketConsumer):
         return True
 
     async def ws_event(self, message: dict[str, Any]) -> None:
-        """A live event from this process's listener (events/fanout.py)."""
-        if patterns.any_match(self.patterns, message["event"]) and self.remember(message["id"]):
-            await self.send(text_data=message["text"])
+        """Live events from this process's listener (events/fanout.py): [id, type, frame] items."""
+        for key, event_type, frame in message["items"]:
+            if patterns.any_match(self.patterns, event_type) and self.remember(key):
+                await self.send(text_data=frame)
 
     # --- execute -----------------------------------------------------------------------------------
     def start_execute(self, request: Any) -> None:

@@ -3,28 +3,21 @@
 One Redis pub/sub pattern listener per web process (PSUBSCRIBE `*`: a bus event is published on
 its bare type) feeds Channels groups of the in-memory layer `live` (settings.CHANNEL_LAYERS: the
 groups never leave their process, and the Redis layer costs a round trip per socket per event,
-which B5 measured as the bottleneck). Groups are named per process and per pattern, so each
-process's listener serves its own sockets and a socket gets one copy of an event per group it
-is in (the consumer drops the rest by envelope id):
-
-    cbws.<process>.all            sockets subscribed to `*`
-    cbws.<process>.p.<prefix>     sockets subscribed to `<prefix>.*`
-    cbws.<process>.e.<type>       sockets subscribed to `<type>` exactly
-
-The listener knows which of its groups have members (the sockets are in this process), so an
-event costs one `group_send` per matching pattern with subscribers and nothing otherwise. The
-frame is serialised once per event, not once per socket.
+which B5 measured as the bottleneck). The group is per process (`cbws.<process>`: every socket
+of this process holding at least one pattern), so each process's listener serves its own sockets. The listener reads what Redis has
+already buffered as one burst (up to BATCH events) and sends it as one group message, in publish
+order; each socket keeps the events its patterns match and drops ids it has already sent (the
+backfill). The listener counts this process's patterns, so events nobody here wants are not even
+parsed. The frame is serialised once per event, not once per socket.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import itertools
 import logging
 import os
-import re
 import secrets
 import weakref
 from collections import Counter
@@ -40,25 +33,10 @@ log = logging.getLogger("claudebench.events.fanout")
 
 PROCESS = f"{os.getpid()}-{secrets.token_hex(3)}"
 MESSAGE_TYPE = "ws.event"  # dispatched to WsConsumer.ws_event
+GROUP = f"cbws.{PROCESS}"  # every subscribed socket of this process
+BATCH = 200  # events per group message at most
 LAYER = "live"  # settings.CHANNEL_LAYERS alias: in-memory, since the groups never leave the process
-_SAFE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _raw_ids = itertools.count(1)
-
-
-def _name(kind: str, body: str) -> str:
-    name = f"cbws.{PROCESS}.{kind}.{body}"
-    if _SAFE.match(body) and len(name) < 90:  # Channels: ASCII letters, digits, - _ . and < 100
-        return name
-    return f"cbws.{PROCESS}.{kind}.h{hashlib.sha1(body.encode()).hexdigest()[:24]}"
-
-
-def group_for(pattern: str) -> str:
-    """The Channels group of one pattern in this process."""
-    if pattern == "*":
-        return f"cbws.{PROCESS}.all"
-    if pattern.endswith(".*"):
-        return _name("p", pattern[:-2])
-    return _name("e", pattern)
 
 
 def patterns_for(event_type: str) -> list[str]:
@@ -133,28 +111,34 @@ class Fanout:
             log.info("live view listener ready process=%s", PROCESS)
             while not self.stop.is_set():
                 message = await pubsub.get_message(timeout=1.0)
-                if message is not None and message.get("type") == "pmessage":
-                    await self.route(layer, message["channel"], message["data"])
+                batch: list[tuple[str, str]] = []
+                while message is not None and len(batch) < BATCH:  # what is already buffered rides along
+                    if message.get("type") == "pmessage":
+                        batch.append((message["channel"], message["data"]))
+                    message = await pubsub.get_message(timeout=0)
+                if batch:
+                    await self.route(layer, batch)
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
 
-    async def route(self, layer, channel: str, body: str) -> None:
+    async def route(self, layer, batch: list[tuple[str, str]]) -> None:
+        """One group message for a burst of events, in the order they were published."""
         if not self.counts:
             return
-        targets = [p for p in patterns_for(channel) if self.counts.get(p)]
-        if not targets:
-            return
-        found = frame_of(channel, body)
-        if found is None:
-            return
-        key, event_type, frame = found
-        if event_type != channel:  # an envelope whose type is not its channel: route by its type
-            targets = [p for p in patterns_for(event_type) if self.counts.get(p)]
-        message = {"type": MESSAGE_TYPE, "id": key, "event": event_type, "text": frame}
-        for pattern in targets:
-            await layer.group_send(group_for(pattern), message)
-        self.delivered += 1
+        items: list[list[str]] = []
+        for channel, body in batch:
+            if not any(self.counts.get(p) for p in patterns_for(channel)):
+                continue  # no socket here listens to this channel (bus events: channel = type)
+            found = frame_of(channel, body)
+            if found is None:
+                continue
+            key, event_type, frame = found
+            if any(self.counts.get(p) for p in patterns_for(event_type)):
+                items.append([key, event_type, frame])
+                self.delivered += 1
+        if items:  # one message per socket per burst; each socket keeps the events its patterns match
+            await layer.group_send(GROUP, {"type": MESSAGE_TYPE, "items": items})
 
 
 _fanouts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Fanout] = weakref.WeakKeyDictionary()

@@ -253,3 +253,14 @@ async def test_every_handler_refuses_non_object_params_over_execute(ws_connect, 
             answer = await ws.recv()
         assert answer["id"] == n and answer["error"]["code"] == -32602, (spec.event, answer)
     assert await redis.dbsize() <= 2  # only this client's own keys (no task, no instance was written)
+
+
+async def test_overlapping_patterns_keep_publish_order(ws_connect, unique_type):
+    ws = await ws_connect()
+    await ws.send({"action": "subscribe", "events": [f"{unique_type}.a", "*", f"{unique_type}.*"]})
+    await ws.recv_type("subscribed")
+    kinds = ["a", "b", "c.d"]
+    published = [await bus.publish(f"{unique_type}.{kinds[i % 3]}", {"n": i}) for i in range(60)]
+    got = await ws.events_until(60, unique_type)
+    assert [f["data"]["id"] for f in got] == published
+    assert await ws.quiet_for(unique_type)
