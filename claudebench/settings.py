@@ -250,7 +250,9 @@ if CB_LOOPBACK_SCOPE not in ("agent", "operator", "admin"):
     from django.core.exceptions import ImproperlyConfigured
 
     raise ImproperlyConfigured(f"CB_LOOPBACK_SCOPE={CB_LOOPBACK_SCOPE!r} must be agent, operator or admin")
-CB_MAX_JSON_DEPTH = env_int("CB_MAX_JSON_DEPTH", 256, minimum=2, maximum=1000)  # nested arrays/objects
+# Nested arrays/objects a body may have. 254 by default: orjson writes at most 254 levels, and the
+# request record stores the params, so a deeper body that parsed would fail later with -32603.
+CB_MAX_JSON_DEPTH = env_int("CB_MAX_JSON_DEPTH", 254, minimum=2, maximum=1000)
 CB_MAX_WS_MESSAGE_BYTES = env_int("CB_MAX_WS_MESSAGE_BYTES", 1024 * 1024, minimum=1024)
 CB_PROBE_TIMEOUT_MS = env_int("CB_PROBE_TIMEOUT_MS", 2_000, minimum=50)  # each /readyz check
 # /readyz also needs this instance's gossip heartbeat (cb:instance:{INSTANCE_ID}) to be fresh;

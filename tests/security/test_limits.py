@@ -42,7 +42,7 @@ async def test_json_nesting_depth(local, redis, depth):
     answer = await local.post("/rpc", content=body, headers={"content-type": "application/json"})
     assert answer.status_code == 200
     error = answer.json()["error"]
-    assert error["code"] == -32700 and "deeper than 256" in error["data"]
+    assert error["code"] == -32700 and "deeper than 254" in error["data"]
     assert refused("json_depth") == before + 1
     assert not await Task.objects.aexists()
     await _still_healthy(local)

@@ -574,9 +574,6 @@ async def test_deep_but_accepted_bodies_are_processed(client, redis):
     await assert_still_answering(client)
 
 
-@pytest.mark.xfail(reason="core/layers/admission.py writes the request record with orjson, which stops at "
-                          "254 levels; bodies of 255-256 levels pass the parser and answer -32603 "
-                          "(bus.to_json is the fallback that writes them)", strict=False)
 async def test_bodies_just_past_orjsons_writer_limit_are_not_internal_errors(client, redis):
     # Whatever the parser's depth limit, a body is either refused (-32700) or processed.
     for levels in (255, 256):
