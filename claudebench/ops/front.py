@@ -75,18 +75,39 @@ def _ws_receive(receive, send):
     limit = settings.CB_MAX_WS_MESSAGE_BYTES
 
     async def checked():
-        message = await receive()
-        if message["type"] == "websocket.receive":
+        while True:
+            message = await receive()
+            if message["type"] != "websocket.receive":
+                return message
             data = message.get("bytes") or message.get("text") or ""
-            size = len(data) if isinstance(data, bytes) else len(data.encode("utf-8", "surrogatepass"))
-            if size > limit:
+            raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
+            if len(raw) > limit:
                 metrics.refused("ws_message_size")
                 await send({"type": "websocket.close", "code": 1009,
-                            "reason": f"message of {size} bytes exceeds {limit} bytes"})
+                            "reason": f"message of {len(raw)} bytes exceeds {limit} bytes"})
                 return {"type": "websocket.disconnect", "code": 1009}
-        return message
+            if raw.count(b"[") + raw.count(b"{") <= settings.CB_MAX_JSON_DEPTH or not _too_deep(raw):
+                return message
+            # Answered like the consumer's other bad frames; the socket stays open.
+            await send({"type": "websocket.send", "text": orjson.dumps({
+                "type": "error", "error": {"message": f"JSON nesting deeper than {settings.CB_MAX_JSON_DEPTH} levels",
+                                           "code": -32700}, "timestamp": int(time.time() * 1000)}).decode()})
 
     return checked
+
+
+def _too_deep(raw: bytes) -> bool:
+    from claudebench.core.errors import ParseError
+
+    try:
+        edge.check_depth(orjson.loads(raw), raw)
+    except ParseError:
+        return True  # counted by check_depth
+    except orjson.JSONDecodeError as exc:
+        if "depth" in str(exc):
+            metrics.refused("json_depth")
+            return True
+    return False
 
 
 def _request_id(scope) -> str:

@@ -44,7 +44,8 @@ async def test_cross_site_origin_is_refused_same_origin_and_cors_origin_pass(loc
     assert (await local.post("/rpc", json=body, headers={"origin": "null"})).status_code == 403
 
 
-async def _websocket(scope_extra: dict, client=("127.0.0.1", 50000), messages=(), until_close=False):
+async def _websocket(scope_extra: dict, client=("127.0.0.1", 50000), messages=(), until_close=False,
+                     until_pong=False):
     """Drive the ASGI app through one WebSocket: connect, send `messages`, return what it sent."""
     from claudebench.asgi import application
 
@@ -70,8 +71,10 @@ async def _websocket(scope_extra: dict, client=("127.0.0.1", 50000), messages=()
     task = asyncio.create_task(application(scope, receive, send))
     try:
         deadline = asyncio.get_running_loop().time() + 10
-        stop = ("websocket.close",) if until_close else ("websocket.close", "websocket.send")
+        stop = ("websocket.close",) if until_close or until_pong else ("websocket.close", "websocket.send")
         while not any(m["type"] in stop for m in sent):
+            if until_pong and any('"pong"' in m.get("text", "") for m in sent):
+                break
             if task.done() or asyncio.get_running_loop().time() > deadline:
                 break
             await asyncio.sleep(0.01)
@@ -147,3 +150,14 @@ async def test_asgi_start_up_refuses_an_exposed_host_without_tokens(settings, re
     await application({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
     assert sent[0]["type"] == "lifespan.startup.failed" and "issue_token" in sent[0]["message"]
     await sync_to_async(lambda: None)()
+
+
+@pytest.mark.parametrize("levels", [300, 3000])
+async def test_websocket_message_nested_too_deep_gets_an_error_frame(redis, levels):
+    before = refused("json_depth")
+    deep = '{"action":"ping","x":' + "[" * levels + "]" * levels + "}"
+    sent = await _websocket({}, messages=[deep, '{"action":"ping"}'], until_pong=True)
+    frames = [m["text"] for m in sent if m["type"] == "websocket.send"]
+    assert any('"code":-32700' in f and "deeper than 254" in f for f in frames), frames
+    assert any('"pong"' in f for f in frames)  # the socket stayed open and answers
+    assert refused("json_depth") == before + 1
