@@ -83,3 +83,19 @@ async def test_refusals_are_exported_on_metrics(local, redis):
     await local.post("/rpc", json=rpc_body("task.create", {"text": "é" * 501}))
     text = (await local.get("/metrics")).text
     assert 'claudebench_requests_refused_total{reason="string_length"}' in text
+
+
+@pytest.mark.parametrize("levels", [300, 3000])
+async def test_json_nesting_depth_on_mcp(local, redis, levels):
+    from claudebench.transport import mcp
+
+    before = refused("json_depth")
+    nested = "[" * levels + "]" * levels
+    body = '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"x":' + nested + "}}"
+    answer = await local.post("/mcp", content=body, headers={"accept": "application/json, text/event-stream",
+                                                             "content-type": "application/json"})
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == -32700 and "deeper than 254" in answer.json()["error"]["message"]
+    assert refused("json_depth") == before + 1
+    assert [k async for k in redis.scan_iter(match="cb:mcp:session:*")] == []
+    await mcp.shutdown()

@@ -31,7 +31,9 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
 from claudebench.core import keys
 from claudebench.core.clock import now_ms
+from claudebench.core.errors import ParseError
 from claudebench.core.redis import get_redis
+from claudebench.security.edge import check_depth, too_deep
 from claudebench.transport.http import (
     PREFLIGHT_HEADERS,
     BodyTooLarge,
@@ -179,8 +181,19 @@ async def _post(scope, receive, send) -> None:
         return
     try:
         message = orjson.loads(body)
-    except orjson.JSONDecodeError:
+        check_depth(message, body)  # issue 10: CB_MAX_JSON_DEPTH, as on /rpc
+    except orjson.JSONDecodeError as exc:
+        if "depth" in str(exc):
+            message = None
+            with contextlib.suppress(ParseError):
+                too_deep()
+            await send_json(send, 400, _rpc_error(-32700, f"Parse error: JSON nesting deeper than "
+                                                          f"{settings.CB_MAX_JSON_DEPTH} levels"))
+            return
         message = None
+    except ParseError as exc:
+        await send_json(send, 400, _rpc_error(-32700, f"Parse error: {exc.data}"))
+        return
     request_id = message.get("id") if isinstance(message, dict) else None
     if isinstance(message, dict) and message.get("method") == "initialize":
         await _initialize(scope, body, receive, send)
