@@ -25,7 +25,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from claudebench.core import keys
 from claudebench.core.clock import iso_ms, now_ms
 from claudebench.core.redis import get_redis
-from events import delivery, entries
+from events import delivery, entries, patterns
 from events.delivery import Outcome
 from events.subscriptions import Subscription
 from events.types import Event, TransientError
@@ -119,7 +119,6 @@ class GroupConsumer:
         r = get_redis()
         wanted = {s for s in await scan_streams(r, self.sub.sources) if self.sub.wants_stream(s)}
         if keys.STREAM_PATTERN in self.sub.sources:
-            from events import patterns
             wanted |= {keys.stream(t) for t in patterns.exact_types(self.sub.patterns)}
         new = wanted - self.streams
         for stream in sorted(new):
@@ -181,7 +180,7 @@ class GroupConsumer:
             claimed = await self.claim()
         prefetched, self._prefetched = self._prefetched, []
         try:
-            found = claimed or prefetched or await self._read()
+            found = claimed + prefetched if claimed or prefetched else await self._read()
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
