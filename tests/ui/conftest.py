@@ -108,3 +108,14 @@ def operator(db):
     user = User.objects.create_user("op", password="op-password-1", is_staff=True, is_superuser=True)
     token = Token.objects.create(user=user)
     return {"user": user, "token": token.key, "headers": {"Authorization": f"Token {token.key}"}}
+
+
+@pytest.fixture(autouse=True)
+def _collect_request_threads_connections():
+    """Django runs each ASGI request's sync code in a thread of its own; the PostgreSQL connection
+    that thread opened goes away with it only when collected. Collect after each test, so the test
+    database can be dropped at the end of the session."""
+    yield
+    import gc
+
+    gc.collect()
