@@ -81,6 +81,13 @@ def id_key(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+def order_key(event: Event) -> tuple[int, int, int]:
+    """Order across streams: entry time, then the publisher's own timestamp (two streams can get
+    entries in the same Redis millisecond), then the entry sequence."""
+    ms, seq = id_key(event.entry_id)
+    return ms, event.timestamp, seq
+
+
 def _stream_keys(pattern: str, found: set[str]) -> list[str]:
     return sorted(s for s in found if not s.startswith(keys.SESSION_STREAM_PREFIX)
                   and patterns.matches(pattern, keys.stream_type(s) or ""))
@@ -157,7 +164,7 @@ class RedisBus:
                 if len(page) < limit:
                     break
             found += taken[:limit]
-        found.sort(key=lambda e: id_key(e.entry_id))
+        found.sort(key=order_key)
         return found[:limit]
 
     async def recent(self, pattern: str = "*", *, limit: int = 100, since_ms: int | None = None,
@@ -172,7 +179,7 @@ class RedisBus:
         found = [e for stream, page in zip(streams, pages, strict=True) for entry_id, fields in page
                  if (e := self._decode(stream, entry_id, fields)) is not None
                  and (include_requests or e.kind != "request")]
-        found.sort(key=lambda e: id_key(e.entry_id), reverse=True)
+        found.sort(key=order_key, reverse=True)
         return found[:limit]
 
     async def query_by_correlation(self, correlation_id: str, *, limit: int = 100,
@@ -186,7 +193,7 @@ class RedisBus:
             pages = await pipe.execute()
         found = [e for stream, page in zip(streams, pages, strict=True) for entry_id, fields in page
                  if (e := self._decode(stream, entry_id, fields)) is not None and e.correlation_id == correlation_id]
-        found.sort(key=lambda e: id_key(e.entry_id))
+        found.sort(key=order_key)
         return found[:limit]
 
     @staticmethod
