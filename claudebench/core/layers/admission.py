@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from django.conf import settings
 
 from claudebench.core import bus, scripts
@@ -21,7 +20,7 @@ def request_record(ctx, wire_input: Any) -> str:
     metadata: dict[str, Any] = {"kind": "request"}
     if ctx.meta.client_id:
         metadata["clientId"] = ctx.meta.client_id
-    return orjson.dumps(bus.envelope(ctx.spec.event, wire_input, metadata)).decode()
+    return bus.to_json(bus.envelope(ctx.spec.event, wire_input, metadata))  # deep inputs too
 
 
 async def admit(ctx, wire_input: Any, lim: Limits, digest: str | None) -> Admission:

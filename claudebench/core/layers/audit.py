@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 from django.conf import settings
 
+from claudebench.core import bus
+
 
 def actor(ctx) -> str:
     """SPEC §3.6: the caller's client id, else its session id, else this server's instance id."""
@@ -41,4 +43,4 @@ def hook_decision(ctx, wire_input: Any, wire_output: dict[str, Any] | None) -> t
     out = wire_output or {}
     decision = "blocked" if out.get("allow") is False else "allowed"
     reason = out.get("reason")
-    return decision, reason if isinstance(reason, str) else "", orjson.dumps(wire_input).decode()
+    return decision, reason if isinstance(reason, str) else "", bus.to_json(wire_input)

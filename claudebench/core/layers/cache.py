@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from claudebench.core import keys, registry
+from claudebench.core import bus, keys, registry
 from claudebench.core.registry import HandlerSpec
 
 
@@ -39,7 +39,7 @@ def digest(wire_input: Any) -> str:
 
 
 def entry(tag: str, wire_output: dict[str, Any]) -> str:
-    return f"{tag}|{orjson.dumps(wire_output).decode()}"
+    return f"{tag}|{bus.to_json(wire_output)}"
 
 
 @cache
