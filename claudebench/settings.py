@@ -200,6 +200,13 @@ def _limit_overrides(name: str) -> dict:
         raise ImproperlyConfigured(f"{name} is not valid JSON") from None
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
         raise ImproperlyConfigured(f'{name} must be a JSON object of objects: {{"event": {{"rate": 5}}}}')
+    fields = {"rate", "per_ms", "timeout_ms", "trip_after", "open_ms"}
+    for event, limits in value.items():
+        for field, number in limits.items():
+            if field not in fields:
+                raise ImproperlyConfigured(f"{name}: {event}.{field} is not one of {', '.join(sorted(fields))}")
+            if number is not None and (isinstance(number, bool) or not isinstance(number, int) or number < 1):
+                raise ImproperlyConfigured(f"{name}: {event}.{field} must be a positive integer or null")
     return value
 
 

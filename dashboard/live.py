@@ -13,7 +13,7 @@ import orjson
 from asgiref.sync import async_to_sync
 from django.conf import settings
 
-from claudebench.core import keys
+from claudebench.core import keys, pg
 from claudebench.core.clock import now_ms
 from claudebench.core.redis import get_redis
 from instances import services as instance_services
@@ -99,6 +99,7 @@ async def overview(r) -> dict[str, Any]:
         replies = await pipe.execute(raise_on_error=False)
     ping, pending, leader, partition, recovery, queues, global_, postgres = replies
     live = await instances(r)
+    pg_ok = postgres == "ok" or await pg.ping(timeout_s=1.0)  # the key is refreshed every 5 min only
     queue_depths = {"pending": pending if isinstance(pending, int) else 0}
     for inst in live:
         queue_depths[inst["id"]] = inst["load"]["queueLength"]
@@ -111,8 +112,8 @@ async def overview(r) -> dict[str, Any]:
     healthy = sum(1 for i in live if i["health"] == "healthy")
     return {
         "timestamp": now_ms(),
-        "health": {"redis": ping is True, "postgres": postgres == "ok",
-                   "status": "healthy" if ping is True and (healthy or not live) else "degraded"},
+        "health": {"redis": ping is True, "postgres": pg_ok,
+                   "status": "healthy" if ping is True and pg_ok and (healthy or not live) else "degraded"},
         "instances": live,
         "instanceCount": len(live),
         "healthyInstances": healthy,

@@ -22,7 +22,7 @@
     const health = document.getElementById("health");
     health.textContent = data.health.status; health.className = "big " + (data.health.status === "healthy" ? "ok" : "bad");
     document.getElementById("health-detail").textContent =
-      `redis ${data.health.redis ? "up" : "down"} · postgres ${data.health.postgres ? "ok" : "?"} · ${data.healthyInstances}/${data.instanceCount} instances healthy`;
+      `redis ${data.health.redis ? "up" : "down"} · postgres ${data.health.postgres ? "up" : "down"} · ${data.healthyInstances}/${data.instanceCount} instances healthy`;
     document.getElementById("leader").textContent = data.leader || "none";
     const partition = document.getElementById("partition");
     partition.textContent = data.partition.detected ? "DETECTED" : data.partition.recovering ? "recovering" : "none";

@@ -195,7 +195,8 @@ async def test_overview(client, operator, redis):
     await register_instance(redis, "worker-1")
     await redis.set(keys.PARTITION_DETECTED, "true")
     body = (await client.get("/api/overview/", headers=operator["headers"])).json()
-    assert body["health"]["redis"] is True
+    assert body["health"]["redis"] is True and body["health"]["postgres"] is True
+    assert body["health"]["status"] == "healthy"
     assert body["partition"]["detected"] is True
     assert body["instanceCount"] == 1 and "pending" in body["queues"]
 
