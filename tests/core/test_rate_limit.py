@@ -121,3 +121,24 @@ async def test_nested_calls_do_not_consume_the_callers_limit(circuit_on, limits,
     await call("test.circuit", {}, session_id="outer")
     with pytest.raises(RateLimited):
         await call("test.circuit", {}, session_id="outer")
+
+
+@pytest.mark.parametrize("raw", ['{"task.create": 5}', "[1]", "{", '{"task.create": {"rats": 5}}',
+                                 '{"task.create": {"rate": 0}}', '{"task.create": {"rate": "5"}}',
+                                 '{"task.create": {"rate": true}}'])
+def test_bad_limit_overrides_stop_start_up_with_a_clear_message(monkeypatch, raw):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from claudebench import settings as project_settings
+
+    monkeypatch.setenv("CB_LIMIT_OVERRIDES", raw)
+    with pytest.raises(ImproperlyConfigured, match="CB_LIMIT_OVERRIDES"):
+        project_settings._limit_overrides("CB_LIMIT_OVERRIDES")
+
+
+def test_limit_overrides_accept_fields_and_null(monkeypatch):
+    from claudebench import settings as project_settings
+
+    monkeypatch.setenv("CB_LIMIT_OVERRIDES", '{"task.create": {"rate": 5, "per_ms": 1000, "timeout_ms": null}}')
+    assert project_settings._limit_overrides("CB_LIMIT_OVERRIDES") == {
+        "task.create": {"rate": 5, "per_ms": 1000, "timeout_ms": None}}
