@@ -82,10 +82,10 @@ def id_key(entry_id: str) -> tuple[int, int]:
 
 
 def order_key(event: Event) -> tuple[int, int, int]:
-    """Order across streams: entry time, then the publisher's own timestamp (two streams can get
-    entries in the same Redis millisecond), then the entry sequence."""
+    """Order across streams: entry id; two streams can hold the very same entry id (same Redis
+    millisecond, sequence 0), and then the publisher's own timestamp decides."""
     ms, seq = id_key(event.entry_id)
-    return ms, event.timestamp, seq
+    return ms, seq, event.timestamp
 
 
 def _stream_keys(pattern: str, found: set[str]) -> list[str]:

@@ -53,17 +53,23 @@ async def task_create(ctx: Ctx, data: TaskCreateIn) -> TaskCreateOut:
     """Create a pending task and put it on the pending queue."""
     r, now = ctx.redis, now_ms()
     created_at = iso_ms(now)
-    number = services.propose_number(now)
-    for _ in range(services.RETRIES * 4):
-        task_id, next_free = await scripts.task_create(
-            r, number=number, text=data.text, priority=data.priority, created_at=created_at,
-            metadata=_dumps(data.metadata or {}), now_ms=now,
-        )
-        if task_id:
-            break
-        number = services.propose_number(next_free)
-    else:
-        raise HandlerError("Could not allocate a task id")
+    metadata = _dumps(data.metadata or {})
+
+    async def attempt(number: int) -> tuple[str | None, int]:
+        return await scripts.task_create(r, number=number, text=data.text, priority=data.priority,
+                                         created_at=created_at, metadata=metadata, now_ms=now)
+
+    # Optimistic first try; a refused proposal (another call got a higher id in first) retries
+    # under a per-process lock, so losers stop overtaking each other (SPEC §16 row 18).
+    task_id, next_free = await attempt(services.propose_number(now))
+    if task_id is None:
+        async with services.allocation_lock():
+            for _ in range(services.RETRIES * 4):
+                task_id, next_free = await attempt(services.propose_number(next_free))
+                if task_id:
+                    break
+            else:
+                raise HandlerError("Could not allocate a task id")
     if ctx.persist:
         try:
             await services.task_insert(task_id=task_id, text=data.text, priority=data.priority,

@@ -5,7 +5,9 @@ Services never publish events; handlers do, after the PostgreSQL write has retur
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +36,21 @@ def propose_number(at_least: int) -> int:
     number = max(at_least, _Ids.last + 1)
     _Ids.last = number
     return number
+
+
+_allocation_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def allocation_lock() -> asyncio.Lock:
+    """Serialises the retries of refused id proposals in this process (one loser at a time), so
+    a burst of concurrent creates cannot keep overtaking each other's proposals."""
+    loop = asyncio.get_running_loop()
+    lock = _allocation_locks.get(loop)
+    if lock is None:
+        lock = _allocation_locks[loop] = asyncio.Lock()
+    return lock
 
 
 def iso_dt(value: datetime | None) -> str | None:

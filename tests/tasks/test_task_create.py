@@ -145,3 +145,18 @@ async def test_create_input_rules(call, redis):
             await call("task.create", params)
     assert await redis.zcard(keys.PENDING_TASKS) == 0
     assert await Task.objects.acount() == 0
+
+
+async def test_a_burst_of_creates_all_get_ids_even_when_another_process_is_ahead(call, redis):
+    """Refused proposals retry under a lock, so a burst never runs out of retries."""
+    # One actor per call: the limiter (100/min per actor) is not what this test is about.
+    outs = await asyncio.gather(*(call("task.create", {"text": f"burst {i}"}, session_id=f"burst-{i}")
+                                  for i in range(300)))
+    # A proposal from "another process" far ahead of ours forces every later one to be refused once.
+    await redis.set(keys.TASK_ID_COUNTER, int(outs[-1]["id"][2:]) + 5000)
+    more = await asyncio.gather(*(call("task.create", {"text": f"after {i}"}, session_id=f"after-{i}")
+                                  for i in range(100)))
+    ids = [o["id"] for o in outs + more]
+    assert len(set(ids)) == 400
+    numbers = [int(i[2:]) for i in ids[300:]]
+    assert min(numbers) > int(outs[-1]["id"][2:]) + 5000
