@@ -16,8 +16,9 @@ import httpx
 import orjson
 import pytest
 from django.conf import settings
-from django.db import connection
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.dsn import database_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -30,10 +31,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgresql://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+_database_url = database_url
 
 
 @contextmanager

@@ -10,18 +10,16 @@ import tempfile
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection
+
+from tests.dsn import database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def worker_env(**extra: str) -> dict[str, str]:
     """The test Redis database and the test PostgreSQL database, explicitly."""
-    db = connection.settings_dict
-    host = db.get("HOST") or "127.0.0.1"
-    url = f"postgresql://{db.get('USER') or 'postgres'}@{host}:{db.get('PORT') or 5432}/{db['NAME']}"
-    if extra.pop("APPLICATION_NAME", None) is not None:
-        url += "?application_name=cb-drain-test"
+    query = "application_name=cb-drain-test" if extra.pop("APPLICATION_NAME", None) is not None else ""
+    url = database_url(query=query)
     env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": settings.REDIS_URL,
            "DJANGO_SETTINGS_MODULE": "claudebench.settings", "PYTHONUNBUFFERED": "1",
            "CB_SUBSCRIPTION_MODULES": "tests.events.sample_subscribers",

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 from django.conf import settings
-from django.db import connection
+
+from tests.dsn import database_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -31,14 +32,11 @@ def free_port() -> int:
 
 
 def server_env() -> dict[str, str]:
-    db = connection.settings_dict
     env = dict(os.environ)
     env.update({
-        "DATABASE_URL": f"postgresql://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DATABASE_URL": database_url(),
         "REDIS_URL": settings.REDIS_URL, "CB_SESSION_PROCESSOR": "false", "LOG_LEVEL": "WARNING",
     })
-    if db.get("PASSWORD"):
-        env["DATABASE_URL"] = f"postgresql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     return env
 
 

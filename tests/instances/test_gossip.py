@@ -17,25 +17,19 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from claudebench.core import keys, scripts
 from claudebench.core.scripts import NotLeader
 from instances import gossip
 from instances.models import Instance
 from tasks.models import Task
+from tests.dsn import database_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 INTERVAL_MS, TIMEOUT_MS, LEADER_TTL_MS = 100, 1_000, 2_000
 
 
-def database_url() -> str:
-    db = connection.settings_dict
-    auth = db["USER"] or "postgres"
-    if db.get("PASSWORD"):
-        auth += f":{db['PASSWORD']}"
-    return f"postgresql://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 class Worker:

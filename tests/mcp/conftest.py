@@ -12,11 +12,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import httpx
 import pytest
 from django.conf import settings
+
+from tests.dsn import database_url
 
 REPO = Path(__file__).resolve().parents[2]
 START_DEADLINE_S = 60
@@ -30,22 +31,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _database_url() -> str:
-    from django.db import connection
-
-    db = connection.settings_dict
-    auth = quote(db["USER"] or "postgres")
-    if db.get("PASSWORD"):
-        auth += ":" + quote(db["PASSWORD"])
-    host = db.get("HOST") or "127.0.0.1"
-    if host.startswith("/"):
-        return f"postgresql://{auth}@/{db['NAME']}?host={quote(host)}&port={db.get('PORT') or 5432}"
-    return f"postgresql://{auth}@{host}:{db.get('PORT') or 5432}/{db['NAME']}"
-
-
 def _server_env() -> dict[str, str]:
     env = dict(os.environ)
-    env.update(DATABASE_URL=_database_url(), REDIS_URL=settings.REDIS_URL, PYTHONUNBUFFERED="1",
+    env.update(DATABASE_URL=database_url(), REDIS_URL=settings.REDIS_URL, PYTHONUNBUFFERED="1",
                CB_MCP_PING_INTERVAL_MS=str(PING_INTERVAL_MS), CB_MAX_BODY_BYTES=str(MAX_BODY_BYTES),
                CB_LOOPBACK_SCOPE="admin")  # the tool tests call admin-scope tools (system.flush) tokenless
     return env

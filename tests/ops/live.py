@@ -11,9 +11,10 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import httpx
+
+from tests.dsn import database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,20 +23,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def database_url(name: str | None = None) -> str:
-    from django.db import connection
-
-    db = connection.settings_dict
-    auth = quote(db["USER"] or "postgres")
-    if db.get("PASSWORD"):
-        auth += ":" + quote(db["PASSWORD"])
-    host = db.get("HOST") or "127.0.0.1"
-    name = name or db["NAME"]
-    if host.startswith("/"):
-        return f"postgresql://{auth}@/{name}?host={quote(host)}&port={db.get('PORT') or 5432}"
-    return f"postgresql://{auth}@{host}:{db.get('PORT') or 5432}/{name}"
 
 
 def server_env(**extra: str) -> dict[str, str]:

@@ -19,9 +19,9 @@ import httpx
 import orjson
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from claudebench.core import keys
+from tests.dsn import database_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -100,9 +100,7 @@ class Server:
 @pytest.fixture(scope="module")
 def servers(django_db_setup, django_db_blocker) -> Iterator[tuple[Server, Server]]:
     with django_db_blocker.unblock():
-        db = connection.settings_dict
-    dsn = (f"postgresql://{db.get('USER') or 'postgres'}@{db.get('HOST') or '127.0.0.1'}:"
-           f"{db.get('PORT') or 5432}/{db['NAME']}")
+        dsn = database_url()
     env = {**os.environ, "DATABASE_URL": dsn, "REDIS_URL": settings.REDIS_URL, "PYTHONUNBUFFERED": "1",
            "DJANGO_SETTINGS_MODULE": "claudebench.settings", "INSTANCE_ID": "ui-test-server",
            "CB_DASHBOARD_POLL_MS": "500", "LOG_LEVEL": "WARNING"}
