@@ -8,7 +8,7 @@ from tasks.models import Task
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BASE = {"session_id": "abc12345-http", "cwd": "/work/project", "transcript_path": "/tmp/t.jsonl",
+BASE = {"session_id": "abc12345-http", "cwd": "/home/dev/project", "transcript_path": "/tmp/t.jsonl",
         "permission_mode": "default"}
 
 
