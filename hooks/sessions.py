@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 
-from claudebench.core import keys, pg, pipeline, scripts
+from claudebench.core import keys, pg, pipeline, scripts, triggers
 from claudebench.core.clock import dt_from_ms, now_ms, random_base36
 from claudebench.core.redis import get_redis
 from hooks.models import HookAudit, SessionEvent, SessionSnapshot, SessionState
@@ -189,22 +189,7 @@ async def _persist(r, ev: dict[str, Any], event_type: str, rec: scripts.HookEven
 
 async def listen(stop: asyncio.Event) -> None:
     """PSUBSCRIBE hook.*.executed and record each event once per cluster until `stop` is set."""
-    pubsub = get_redis().pubsub(ignore_subscribe_messages=True)
-    await pubsub.psubscribe(keys.HOOK_EVENT_PATTERN)
-    running: set[asyncio.Task] = set()
-    try:
-        while not stop.is_set():
-            message = await pubsub.get_message(timeout=1.0)
-            if message is None:
-                continue
-            task = asyncio.create_task(_handle(message["channel"], message["data"]))
-            running.add(task)
-            task.add_done_callback(running.discard)
-    finally:
-        with contextlib.suppress(Exception):
-            await pubsub.aclose()
-        if running:
-            await asyncio.gather(*running, return_exceptions=True)
+    await triggers.run_pubsub(stop, _handle, patterns=[keys.HOOK_EVENT_PATTERN])
 
 
 async def _handle(channel: str, body: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 
 import orjson
 
@@ -41,18 +42,22 @@ async def dispatch(channel: str, body: str) -> bool:
     return True
 
 
-async def listen(stop: asyncio.Event) -> None:
-    """Subscribe to one channel per handler and dispatch until `stop` is set."""
-    channels = [keys.channel(spec.event) for spec in registry.specs()]
+async def run_pubsub(stop: asyncio.Event, handle: Callable[[str, str], Awaitable[object]], *,
+                     channels: Sequence[str] = (), patterns: Sequence[str] = ()) -> None:
+    """Feed every message on `channels`/`patterns` to `handle(channel, body)`, each in its own task,
+    until `stop` is set; in-flight handlers are awaited on the way out."""
     pubsub = get_redis().pubsub(ignore_subscribe_messages=True)
-    await pubsub.subscribe(*channels)
+    if channels:
+        await pubsub.subscribe(*channels)
+    if patterns:
+        await pubsub.psubscribe(*patterns)
     running: set[asyncio.Task] = set()
     try:
         while not stop.is_set():
             message = await pubsub.get_message(timeout=1.0)
             if message is None:
                 continue
-            task = asyncio.create_task(dispatch(message["channel"], message["data"]))
+            task = asyncio.create_task(handle(message["channel"], message["data"]))
             running.add(task)
             task.add_done_callback(running.discard)
     finally:
@@ -60,3 +65,8 @@ async def listen(stop: asyncio.Event) -> None:
             await pubsub.aclose()
         if running:
             await asyncio.gather(*running, return_exceptions=True)
+
+
+async def listen(stop: asyncio.Event) -> None:
+    """Subscribe to one channel per handler and dispatch until `stop` is set."""
+    await run_pubsub(stop, dispatch, channels=[keys.channel(spec.event) for spec in registry.specs()])
