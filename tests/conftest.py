@@ -110,3 +110,18 @@ def stream_events(redis) -> Callable[[str], Awaitable[list[dict[str, Any]]]]:
         return [e for e in envelopes if (e.get("metadata") or {}).get("kind") != "request"]
 
     return _read
+
+
+@pytest.fixture
+def handoff(settings):
+    """Background hand-off on, with the channel layer on the test Redis database (as the runworker
+    subprocesses see it)."""
+    from channels.layers import channel_layers
+
+    settings.CB_BACKGROUND_HANDOFF = True
+    layer = settings.CHANNEL_LAYERS["default"]
+    settings.CHANNEL_LAYERS = {**settings.CHANNEL_LAYERS,
+                               "default": {**layer, "CONFIG": {**layer["CONFIG"], "hosts": [settings.REDIS_URL]}}}
+    channel_layers.backends.clear()
+    yield settings
+    channel_layers.backends.clear()

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
 from events import subscriptions
 from events.consumer import GroupConsumer
 from events.subscriptions import Subscription
+from tests.waiting import wait_until  # noqa: F401  (the events tests import it from here)
 
 
 @pytest.fixture(autouse=True)
@@ -24,20 +24,6 @@ def fast_bus(settings):
     settings.CB_BUS_TRANSIENT_BACKOFF_MAX_MS = 200
     settings.EVENT_BUS_ADAPTER = "redis"
     return settings
-
-
-async def wait_until(check: Callable[[], Awaitable[bool] | bool], timeout_s: float = 10.0, what: str = "") -> None:
-    """Poll `check` until true or fail after the deadline (no fixed sleeps in tests)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import asyncio
 
 import orjson
 import pytest
-from channels.layers import channel_layers
 
 from claudebench.core import bus as core_bus
 from claudebench.core import keys, triggers
@@ -15,18 +14,6 @@ from .conftest import wait_until
 from .procs import Worker, worker_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-@pytest.fixture
-def handoff(settings):
-    """Hand-off on, and the channel layer on the test Redis database (as the runworker sees it)."""
-    settings.CB_BACKGROUND_HANDOFF = True
-    settings.CHANNEL_LAYERS = {"default": {**settings.CHANNEL_LAYERS["default"],
-                                           "CONFIG": {**settings.CHANNEL_LAYERS["default"]["CONFIG"],
-                                                      "hosts": [settings.REDIS_URL]}}}
-    channel_layers.backends.clear()
-    yield settings
-    channel_layers.backends.clear()
 
 
 @pytest.fixture

@@ -19,27 +19,14 @@ import time
 import httpx
 import orjson
 import pytest
-from channels.layers import channel_layers
 
 from claudebench.core import keys
 from tasks.models import Task
 from tests.events.procs import Worker, worker_env
 from tests.ops.live import ROOT, free_port, live_server, server_env
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-async def _wait(check, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def test_web_sigterm_under_load_answers_what_it_accepted(redis, tmp_path):
@@ -64,7 +51,7 @@ async def test_web_sigterm_under_load_answers_what_it_accepted(redis, tmp_path):
 
         async with httpx.AsyncClient(base_url=base, timeout=20) as http:
             loops = [asyncio.create_task(client_loop(http, n)) for n in range(8)]
-            await _wait(lambda: len(answered) >= 40, 30, "load")
+            await wait_until(lambda: len(answered) >= 40, 30, "load")
             proc.send_signal(signal.SIGTERM)
             await asyncio.gather(*loops)
             code = await asyncio.to_thread(proc.wait, 20)
@@ -75,24 +62,13 @@ async def test_web_sigterm_under_load_answers_what_it_accepted(redis, tmp_path):
         assert await Task.objects.filter(id__in=answered).acount() == len(answered)
 
 
-@pytest.fixture
-def handoff(settings):
-    settings.CB_BACKGROUND_HANDOFF = True
-    settings.CHANNEL_LAYERS = {"default": {**settings.CHANNEL_LAYERS["default"],
-                                           "CONFIG": {**settings.CHANNEL_LAYERS["default"]["CONFIG"],
-                                                      "hosts": [settings.REDIS_URL]}}}
-    channel_layers.backends.clear()
-    yield settings
-    channel_layers.backends.clear()
-
-
 async def test_runworker_sigterm_under_load_hands_back_what_it_did_not_take(redis, client, handoff):
     """Queued notifications a stopped runworker did not take stay in the channel for the next one."""
     env = worker_env(CB_BACKGROUND_HANDOFF="1")
     first = Worker("runworker", "cb-background", env=env)
     second = None
     try:
-        await _wait(lambda: "Running worker for channels" in first.output() or first.proc.poll() is not None, 30,
+        await wait_until(lambda: "Running worker for channels" in first.output() or first.proc.poll() is not None, 30,
                     "runworker")
         total = 150
         for i in range(total):  # several sessions: task.create allows 100 calls a minute per actor
@@ -103,12 +79,12 @@ async def test_runworker_sigterm_under_load_hands_back_what_it_did_not_take(redi
         async def created() -> int:
             return await redis.xlen(keys.stream("task.created"))
 
-        await _wait(lambda: _at_least(created, 10), 30, "some background runs")
+        await wait_until(lambda: _at_least(created, 10), 30, "some background runs")
         assert await asyncio.to_thread(first.stop) == 0, first.output()
         assert "background worker stopped" in first.output()
         second = Worker("runworker", "cb-background", env=env)
         try:
-            await _wait(lambda: _at_least(created, total), 60, "every notification run once")
+            await wait_until(lambda: _at_least(created, total), 60, "every notification run once")
         except AssertionError:
             raise AssertionError(f"created={await created()}\nFIRST:\n{first.output()[-1500:]}\n"
                                  f"SECOND:\n{second.output()[-1500:]}") from None
