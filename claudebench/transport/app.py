@@ -19,6 +19,7 @@ from claudebench.transport.http import (
     PREFLIGHT_HEADERS,
     BodyTooLarge,
     cors_headers,
+    header,
     parse_json,
     read_body,
     send_bytes,
@@ -99,7 +100,7 @@ async def app(scope, receive, send) -> None:
 
 def _prefers_html(scope) -> bool:
     """Accept names text/html before (or without) application/json: a browser, not an API client."""
-    accept = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"accept"), "")
+    accept = header(scope, b"accept") or ""
     html, js = accept.find("text/html"), accept.find("application/json")
     return html >= 0 and (js < 0 or html < js)
 
