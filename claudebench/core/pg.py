@@ -4,21 +4,48 @@ PERF.md: every async ORM call is a hop to a thread (~1.4 ms), so handler writes 
 instead — one statement on a pooled connection in autocommit, committed when the call returns.
 The schema still comes from the Django models and migrations; columns are read from
 `Model._meta`, so a renamed column is renamed once.
+
+Inserts are group-committed. `insert()` hands its row to a batcher of the running event loop,
+one per (model, field names in order); the batcher writes every row waiting at that moment in ONE
+multi-row `INSERT ... VALUES (..), (..)` on one pooled connection (autocommit, so committed when
+it returns), at most `_MAX_BATCH_ROWS` rows a statement and one statement in flight per batcher.
+There is no timer: the first row goes on the next loop tick, and rows that arrive while a
+statement is in flight go together in the next one. auto_now columns the caller left out are
+`now()` in every VALUES tuple (the statement's start time, shared by the rows of one batch). A
+caller's await returns only once its own row is committed. When the server rejects a multi-row statement (unique or foreign-key violation,
+bad value...), nothing of it was written, so the batcher inserts those rows again one by one and
+each caller gets exactly its own outcome; when the outcome is unknown (connection lost) every
+caller of that statement gets the error and nothing is retried, so no row is written twice. A
+caller cancelled after handing its row over does not stop the statement (its row may be written);
+a row whose caller is cancelled before its statement is built is dropped. `close_pool()` waits for
+the loop's batchers before closing its pool.
+
+SQL text is rendered once per (model, field names, row count) — and per conflict target for
+`upsert()` — and cached, so the request path does not compose SQL on every call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
+from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import connections, models
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
+
+log = logging.getLogger("claudebench.core.pg")
+
+# Rows per multi-row INSERT, and the protocol's limit on parameters per statement.
+_MAX_BATCH_ROWS = 100
+_MAX_PARAMS = 65_535
 
 _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncConnectionPool] = (
     weakref.WeakKeyDictionary()
@@ -53,7 +80,9 @@ async def get_pool() -> AsyncConnectionPool:
 
 
 async def close_pool() -> None:
+    """Write the rows this loop's batchers still hold, then close this loop's pool."""
     loop = asyncio.get_running_loop()
+    await _flush_batchers(loop)
     pool = _pools.pop(loop, None)
     if pool is not None:
         await pool.close()
@@ -121,15 +150,215 @@ def column(model: type[models.Model], name: str) -> sql.Identifier:
     return sql.Identifier(_column(model, name)[0])
 
 
+# --- rendered SQL per (model, field names) --------------------------------------------------------
+class _Shape:
+    """One (model, field names in order): its columns, value adapters and SQL text, rendered once."""
+
+    __slots__ = ("_sql", "cols", "json", "max_rows", "model", "names", "now_cols")
+
+    def __init__(self, model: type[models.Model], names: tuple[str, ...]) -> None:
+        self.model = model
+        self.names = names
+        resolved = [_column(model, name) for name in names]
+        self.cols = [c for c, _ in resolved]
+        self.json = tuple(isinstance(f, models.JSONField) for _, f in resolved)
+        self.now_cols = [_column(model, n)[0] for n in _auto_now(model) if n not in names]
+        self.max_rows = max(1, min(_MAX_BATCH_ROWS, _MAX_PARAMS // max(1, len(names))))
+        self._sql: dict[Any, str] = {}
+
+    def params(self, fields: dict[str, Any]) -> list[Any]:
+        """The row's parameters, in column order (auto_now columns are `now()` in the SQL)."""
+        return [Jsonb(v) if j and v is not None else v for v, j in zip(fields.values(), self.json, strict=True)]
+
+    def _head(self) -> sql.Composed:
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in [*self.cols, *self.now_cols])
+        return sql.SQL("INSERT INTO {} ({}) VALUES ").format(table(self.model), cols)
+
+    def _row(self) -> sql.Composed:
+        items = [sql.Placeholder()] * len(self.cols) + [sql.SQL("now()")] * len(self.now_cols)
+        return sql.SQL("({})").format(sql.SQL(", ").join(items))
+
+    def insert_sql(self, rows: int) -> str:
+        text = self._sql.get(rows)
+        if text is None:
+            query = self._head() + sql.SQL(", ").join([self._row()] * rows)
+            text = self._sql[rows] = query.as_string(None)
+        return text
+
+    def upsert_sql(self, conflict: tuple[str, ...]) -> str:
+        key = ("upsert", conflict)
+        text = self._sql.get(key)
+        if text is None:
+            conflict_names = [_column(self.model, name)[0] for name in conflict]
+            updates = [
+                sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(n), sql.Identifier(n))
+                for n in [*self.cols, *self.now_cols] if n not in conflict_names
+            ]
+            query = self._head() + sql.SQL("{} ON CONFLICT ({}) DO UPDATE SET {}").format(
+                self._row(), sql.SQL(", ").join(sql.Identifier(n) for n in conflict_names),
+                sql.SQL(", ").join(updates),
+            )
+            text = self._sql[key] = query.as_string(None)
+        return text
+
+
+_shapes: dict[tuple[type[models.Model], tuple[str, ...]], _Shape] = {}
+
+
+def _shape(model: type[models.Model], names: tuple[str, ...]) -> _Shape:
+    shape = _shapes.get((model, names))
+    if shape is None:
+        shape = _shapes[(model, names)] = _Shape(model, names)
+    return shape
+
+
+def _cacheable(fields: dict[str, Any]) -> bool:
+    # A value given as SQL (sql.SQL("now()")...) is part of the statement text: render it per call.
+    return not any(isinstance(v, sql.Composable) for v in fields.values())
+
+
+# --- group commit of inserts ---------------------------------------------------------------------
+def _nothing_written(exc: BaseException) -> bool:
+    """True when a failed INSERT certainly wrote none of its rows, so they may be tried again: the
+    server rejected the statement (in autocommit the whole statement is rolled back), or psycopg
+    refused a value before sending anything. A lost connection leaves the outcome unknown."""
+    if isinstance(exc, psycopg.Error):
+        if exc.sqlstate:
+            return not exc.sqlstate.startswith("08")  # class 08: connection exception
+        return not isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+    return isinstance(exc, TypeError | ValueError | OverflowError)  # adaptation, before sending
+
+
+def _resolve(fut: asyncio.Future[None], exc: BaseException | None = None) -> None:
+    if fut.done():  # its caller was cancelled; the others still get their outcome
+        return
+    if exc is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(exc)
+
+
+class _Batcher:
+    """The rows of one shape waiting on one event loop, and the task writing them."""
+
+    __slots__ = ("pending", "shape", "task")
+
+    def __init__(self, shape: _Shape) -> None:
+        self.shape = shape
+        self.pending: deque[tuple[list[Any], asyncio.Future[None]]] = deque()
+        self.task: asyncio.Task[None] | None = None
+
+    def submit(self, params: list[Any]) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self.pending.append((params, fut))
+        if self.task is None:
+            self.task = loop.create_task(self._run(), name=f"pg-insert:{self.shape.model._meta.db_table}")
+        return fut
+
+    def _take(self) -> list[tuple[list[Any], asyncio.Future[None]]]:
+        batch: list[tuple[list[Any], asyncio.Future[None]]] = []
+        while self.pending and len(batch) < self.shape.max_rows:
+            params, fut = self.pending.popleft()
+            if not fut.done():  # cancelled before its statement was built: not written
+                batch.append((params, fut))
+        return batch
+
+    async def _run(self) -> None:
+        batch: list[tuple[list[Any], asyncio.Future[None]]] = []
+        try:
+            # No await between the last check of `pending` and the end of the task, so a row
+            # submitted later always finds `task` None and starts a new one.
+            while self.pending:
+                batch = self._take()
+                if batch:
+                    try:
+                        await self._write(batch)
+                    except Exception as exc:  # a bug here must not strand callers or stop later batches
+                        log.exception("insert batch into %s failed", self.shape.model._meta.db_table)
+                        for _, fut in batch:
+                            _resolve(fut, exc)
+                batch = []
+        except asyncio.CancelledError:
+            # The loop is shutting down (or someone cancelled this task): the statement in flight
+            # may or may not have been committed, and nobody will write the waiting rows.
+            lost = psycopg.OperationalError("insert batch cancelled; the row may not have been written")
+            for _, fut in [*batch, *self.pending]:
+                _resolve(fut, lost)
+            self.pending.clear()
+            raise
+        finally:
+            self.task = None
+
+    async def _write(self, batch: list[tuple[list[Any], asyncio.Future[None]]]) -> None:
+        shape = self.shape
+        if len(batch) > 1:
+            try:
+                await execute(shape.insert_sql(len(batch)), [p for params, _ in batch for p in params])
+            except Exception as exc:
+                if not _nothing_written(exc):
+                    for _, fut in batch:
+                        _resolve(fut, exc)
+                    return
+                log.debug("multi-row insert into %s rejected (%s); inserting its %d rows one by one",
+                          shape.model._meta.db_table, exc, len(batch))
+            else:
+                for _, fut in batch:
+                    _resolve(fut)
+                return
+        single = shape.insert_sql(1)
+        for params, fut in batch:
+            try:
+                await execute(single, params)
+            except Exception as exc:
+                _resolve(fut, exc)
+            else:
+                _resolve(fut)
+
+
+_batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_Shape, _Batcher]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _batcher(shape: _Shape) -> _Batcher:
+    loop = asyncio.get_running_loop()
+    per_loop = _batchers.get(loop)
+    if per_loop is None:
+        per_loop = _batchers[loop] = {}
+    batcher = per_loop.get(shape)
+    if batcher is None:
+        batcher = per_loop[shape] = _Batcher(shape)
+    return batcher
+
+
+async def _flush_batchers(loop: asyncio.AbstractEventLoop) -> None:
+    per_loop = _batchers.pop(loop, None)
+    if per_loop:
+        tasks = [b.task for b in per_loop.values() if b.task is not None]
+        if tasks:
+            await asyncio.wait(tasks)
+
+
 async def insert(model: type[models.Model], fields: dict[str, Any]) -> None:
-    cols, values = _assignments(model, fields)
-    query = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-        table(model), sql.SQL(", ").join(cols), sql.SQL(", ").join(_placeholders(values))
-    )
-    await execute(query, _params(values))
+    """Insert one row; returns once it is committed (group-committed with concurrent inserts of
+    the same model and field names), or raises the error of this row."""
+    if not _cacheable(fields):
+        cols, values = _assignments(model, fields)
+        query = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+            table(model), sql.SQL(", ").join(cols), sql.SQL(", ").join(_placeholders(values))
+        )
+        await execute(query, _params(values))
+        return
+    shape = _shape(model, tuple(fields))
+    await _batcher(shape).submit(shape.params(fields))
 
 
 async def upsert(model: type[models.Model], fields: dict[str, Any], *, conflict: Sequence[str] = ("id",)) -> None:
+    if _cacheable(fields):
+        shape = _shape(model, tuple(fields))
+        await execute(shape.upsert_sql(tuple(conflict)), shape.params(fields))
+        return
     cols, values = _assignments(model, fields)
     conflict_cols = [column(model, name) for name in conflict]
     conflict_names = {_column(model, name)[0] for name in conflict}
