@@ -139,7 +139,10 @@ async def serve(scope, receive, send, inner) -> None:
             status[0] = 403  # closed before the handshake completed: the client sees HTTP 403
         await send(message)
 
-    with structlog.contextvars.bound_contextvars(request_id=rid):
+    rid_token = logs.REQUEST_ID.set(rid)
+    # JSON logs carry the request id on every record of the request (structlog's contextvars).
+    bound = structlog.contextvars.bind_contextvars(request_id=rid) if logs.JSON else None
+    try:
         try:
             if kind == "http" and path in ("/healthz", "/readyz") and method in ("GET", "HEAD"):
                 code, body = (200, probes.healthz()) if path == "/healthz" else await probes.readyz()
@@ -180,3 +183,7 @@ async def serve(scope, receive, send, inner) -> None:
                             duration_ms=round((time.perf_counter() - started) * 1000, 3),
                             client=(scope.get("client") or ("",))[0],
                             actor=principal.actor if principal is not None else None)
+    finally:
+        logs.REQUEST_ID.reset(rid_token)
+        if bound is not None:
+            structlog.contextvars.reset_contextvars(**bound)

@@ -6,11 +6,21 @@ pipeline (request id, actor, handler, event id, task id, transport, duration, ou
 are checked with `isEnabledFor` first, so a level above INFO costs one comparison per call.
 Readable `key=value` text by default; one JSON object per line when CB_LOG_JSON=true (then every
 other logger's records are JSON too).
+
+They are written at least twice per request, so they are cheap: in text mode the two lines are
+rendered here (the same `key='value'` text structlog's KeyValueRenderer makes) and handed to the
+stdlib logger without structlog's processor chain, and the console handler buffers its writes
+(BufferedStreamHandler: one write per 50 ms or 64 KiB instead of one per line, flushed at exit).
+The request id comes from REQUEST_ID, set by the front (ops/front.py) for every request.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextvars
 import logging
+import threading
+import weakref
 from typing import Any
 
 import structlog
@@ -19,10 +29,104 @@ ACCESS = logging.getLogger("claudebench.access")
 CALLS = logging.getLogger("claudebench.calls")
 _access = structlog.get_logger("claudebench.access")
 _calls = structlog.get_logger("claudebench.calls")
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("cb_request_id", default=None)
+JSON = False  # CB_LOG_JSON, set by configure()
+
+
+class BufferedStreamHandler(logging.StreamHandler):
+    """A StreamHandler that gathers lines and writes them together: when FLUSH_BYTES are waiting,
+    or FLUSH_S after the first waiting line (a daemon thread), or at exit. ERROR and above are
+    written at once."""
+
+    FLUSH_S = 0.05
+    FLUSH_BYTES = 64 * 1024
+
+    def __init__(self, stream=None):
+        super().__init__(stream)
+        self._parts: list[str] = []
+        self._size = 0
+        self._due = threading.Condition(self.lock)
+        _live.add(self)
+        threading.Thread(target=_flusher, args=(weakref.ref(self),), name="log-flush", daemon=True).start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        with self.lock:
+            self._parts.append(line)
+            self._size += len(line)
+            if self._size >= self.FLUSH_BYTES or record.levelno >= logging.ERROR:
+                self._write()
+            elif len(self._parts) == 1:
+                self._due.notify()
+
+    def _write(self) -> None:  # with self.lock held
+        if not self._parts:
+            return
+        text, self._parts, self._size = "".join(self._parts), [], 0
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except Exception:  # a closed stream at interpreter exit: nothing else to do with the lines
+            pass
+
+    def flush(self) -> None:
+        with self.lock:
+            self._write()
+
+
+_live: weakref.WeakSet[BufferedStreamHandler] = weakref.WeakSet()
+
+
+def _flusher(ref: weakref.ref[BufferedStreamHandler]) -> None:
+    while (handler := ref()) is not None:
+        with handler.lock:
+            if not handler._parts:
+                handler._due.wait(1.0)
+            if handler._parts:
+                handler._due.wait(handler.FLUSH_S)  # let more lines gather
+                handler._write()
+        del handler
+
+
+@atexit.register
+def _flush_all() -> None:
+    for handler in list(_live):
+        handler.flush()
+
+
+def _kv(event: str, fields: dict[str, Any]) -> str:
+    parts = [f"event={event!r}"]
+    parts += [f"{key}={value!r}" for key, value in fields.items() if value is not None]
+    return " ".join(parts)
+
+
+def _emit(logger: logging.Logger, structured: Any, event: str, fields: dict[str, Any]) -> None:
+    rid = REQUEST_ID.get()
+    if rid is not None:
+        fields["request_id"] = rid
+    if JSON:
+        structured.info(event, **fields)
+    else:
+        logger.info(_kv(event, fields))
 
 
 def configure(logging_dict: dict[str, Any], *, json: bool, request_level: str) -> None:
     """Adjust the settings' LOGGING in place and configure structlog (called from settings)."""
+    global JSON
+    JSON = json
+    # Caller, thread and process details are in no format of ours; the logging docs' optimisation
+    # switches skip gathering them for every record (a stack walk for the caller).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    console = logging_dict["handlers"]["console"]
+    if console.get("class") == "logging.StreamHandler":
+        console["class"] = "claudebench.ops.logs.BufferedStreamHandler"
     shared = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -54,7 +158,7 @@ def configure(logging_dict: dict[str, Any], *, json: bool, request_level: str) -
 
 
 def access(**fields: Any) -> None:
-    _access.info("request", **fields)
+    _emit(ACCESS, _access, "request", fields)
 
 
 def task_id(wire_in: Any, out: Any) -> str | None:
@@ -83,4 +187,4 @@ def call(ctx, *, outcome: str, seconds: float, wire_in: Any = None, out: Any = N
         fields["task_id"] = tid
     if code is not None:
         fields["code"] = code
-    _calls.info("handler_call", **fields)
+    _emit(CALLS, _calls, "handler_call", fields)

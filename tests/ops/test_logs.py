@@ -69,3 +69,54 @@ def test_json_lines_from_a_live_server(tmp_path, redis):
     assert isinstance(call["duration_ms"], float) and call["event_id"]
     [access] = [e for e in entries if e.get("event") == "request" and e.get("request_id") == "req-json-1"]
     assert access["status"] == 200 and access["path"] == "/rpc" and access["actor"] == "loopback"
+
+
+class _CountingStream:
+    def __init__(self):
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.writes.append(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def _record(level: int, msg: str) -> logging.LogRecord:
+    return logging.LogRecord("claudebench.calls", level, __file__, 1, msg, None, None)
+
+
+def test_console_handler_buffers_lines_into_few_writes():
+    import time
+
+    from claudebench.ops.logs import BufferedStreamHandler
+
+    stream = _CountingStream()
+    handler = BufferedStreamHandler(stream)
+    for i in range(200):
+        handler.emit(_record(logging.INFO, f"line {i}"))
+    deadline = time.monotonic() + 5
+    while sum(text.count("\n") for text in stream.writes) < 200 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    text = "".join(stream.writes)
+    assert text.splitlines() == [f"line {i}" for i in range(200)]  # all of them, in order, by the flusher
+    assert len(stream.writes) < 20
+
+
+def test_console_handler_writes_errors_at_once_and_everything_on_flush():
+    from claudebench.ops.logs import BufferedStreamHandler
+
+    stream = _CountingStream()
+    handler = BufferedStreamHandler(stream)
+    handler.emit(_record(logging.INFO, "before"))
+    handler.emit(_record(logging.ERROR, "boom"))
+    assert "".join(stream.writes).splitlines() == ["before", "boom"]  # no wait for the flusher
+    handler.emit(_record(logging.INFO, "last"))
+    handler.flush()  # what logging.shutdown() and the atexit hook do
+    assert "".join(stream.writes).splitlines() == ["before", "boom", "last"]
+
+
+def test_settings_use_the_buffered_console_handler():
+    from claudebench.ops.logs import BufferedStreamHandler
+
+    assert any(isinstance(h, BufferedStreamHandler) for h in logging.getLogger().handlers)
