@@ -239,22 +239,36 @@ def _resolve(fut: asyncio.Future[None], exc: BaseException | None = None) -> Non
 
 
 class _Batcher:
-    """The rows of one shape waiting on one event loop, and the task writing them."""
+    """The rows of one shape waiting on one event loop, and the tasks writing them: up to
+    IN_FLIGHT statements at once, so a row rarely waits for a whole statement before its own."""
 
-    __slots__ = ("pending", "shape", "task")
+    IN_FLIGHT = 2
+    __slots__ = ("pending", "shape", "tasks")
 
     def __init__(self, shape: _Shape) -> None:
         self.shape = shape
         self.pending: deque[tuple[list[Any], asyncio.Future[None]]] = deque()
-        self.task: asyncio.Task[None] | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
 
     def submit(self, params: list[Any]) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         self.pending.append((params, fut))
-        if self.task is None:
-            self.task = loop.create_task(self._run(), name=f"pg-insert:{self.shape.model._meta.db_table}")
+        if len(self.tasks) < self.IN_FLIGHT:
+            task = loop.create_task(self._run(), name=f"pg-insert:{self.shape.model._meta.db_table}")
+            self.tasks.add(task)
+            task.add_done_callback(self._finished)
         return fut
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        # Also for a task cancelled before it ever ran (its `finally` never did): free its slot,
+        # and if no writer is left for the waiting rows, fail them rather than strand them.
+        self.tasks.discard(task)
+        if task.cancelled() and not self.tasks and self.pending:
+            lost = psycopg.OperationalError("insert batch cancelled; the row may not have been written")
+            for _, fut in self.pending:
+                _resolve(fut, lost)
+            self.pending.clear()
 
     def _take(self) -> list[tuple[list[Any], asyncio.Future[None]]]:
         batch: list[tuple[list[Any], asyncio.Future[None]]] = []
@@ -267,8 +281,8 @@ class _Batcher:
     async def _run(self) -> None:
         batch: list[tuple[list[Any], asyncio.Future[None]]] = []
         try:
-            # No await between the last check of `pending` and the end of the task, so a row
-            # submitted later always finds `task` None and starts a new one.
+            # No await between the last check of `pending` and the end of the task; a row
+            # submitted meanwhile starts a task of its own when fewer than IN_FLIGHT run.
             while self.pending:
                 batch = self._take()
                 if batch:
@@ -288,7 +302,9 @@ class _Batcher:
             self.pending.clear()
             raise
         finally:
-            self.task = None
+            # Synchronously, right after the last look at `pending`: a later submit() sees the
+            # true number of writers and starts one.
+            self.tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
 
     async def _write(self, batch: list[tuple[list[Any], asyncio.Future[None]]]) -> None:
         shape = self.shape
@@ -335,9 +351,15 @@ def _batcher(shape: _Shape) -> _Batcher:
 async def _flush_batchers(loop: asyncio.AbstractEventLoop) -> None:
     per_loop = _batchers.pop(loop, None)
     if per_loop:
-        tasks = [b.task for b in per_loop.values() if b.task is not None]
+        tasks = [t for b in per_loop.values() for t in b.tasks]
         if tasks:
-            await asyncio.wait(tasks)
+            # A statement stuck on a server that stopped answering must not hold the shutdown:
+            # past the pool timeout its writers are cancelled (their callers get an error).
+            _, stuck = await asyncio.wait(tasks, timeout=settings.CB_PG_POOL_TIMEOUT_S)
+            for task in stuck:
+                task.cancel()
+            if stuck:
+                await asyncio.wait(stuck)
 
 
 async def insert(model: type[models.Model], fields: dict[str, Any]) -> None:

@@ -94,7 +94,21 @@ async def test_a_batch_holds_at_most_max_rows(statements):
     assert statements.rows(len(TASK_COLUMNS)) == [pg._MAX_BATCH_ROWS, 30]
 
 
-async def test_rows_arriving_during_a_statement_go_in_the_next_one(statements):
+async def test_a_row_arriving_during_a_statement_is_written_beside_it(statements):
+    """Up to IN_FLIGHT statements run at once: a row does not wait for another's commit."""
+    gate = statements.hold()
+    first = asyncio.ensure_future(pg.insert(Task, task(0)))
+    await asyncio.wait_for(statements.entered.wait(), 5)
+    await pg.insert(Task, task(1))  # committed while the first statement is still held
+    assert not first.done()
+    gate.set()
+    await first
+    assert statements.rows(len(TASK_COLUMNS)) == [1, 1]
+    assert len(await task_rows()) == 2
+
+
+async def test_rows_arriving_while_every_writer_is_busy_go_in_the_next_statement(statements, monkeypatch):
+    monkeypatch.setattr(pg._Batcher, "IN_FLIGHT", 1)
     gate = statements.hold()
     first = asyncio.ensure_future(pg.insert(Task, task(0)))
     await asyncio.wait_for(statements.entered.wait(), 5)  # the first row went alone, at once
@@ -257,10 +271,11 @@ async def test_a_cancelled_batch_task_fails_its_callers_instead_of_stranding_the
     waiting = asyncio.ensure_future(pg.insert(Task, task(3)))
     await asyncio.sleep(0)
     batcher = pg._batchers[asyncio.get_running_loop()][pg._shape(Task, TASK_COLUMNS)]
-    batcher.task.cancel()  # as the loop's shutdown does
+    for writer in list(batcher.tasks):
+        writer.cancel()  # as the loop's shutdown does
     results = await asyncio.wait_for(asyncio.gather(*callers, waiting, return_exceptions=True), 5)
 
     assert all(isinstance(r, psycopg.OperationalError) for r in results)
-    assert batcher.task is None and not batcher.pending
+    assert not batcher.tasks and not batcher.pending
     await pg.insert(Task, task(9))  # a new task takes over
     assert "t-9" in await task_rows()
