@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from collections import defaultdict
 from typing import Any
 
@@ -14,7 +13,7 @@ import orjson
 from django.conf import settings
 
 from claudebench.core import bus as core_bus
-from claudebench.core import keys, scripts
+from claudebench.core import keys
 from claudebench.core.clock import iso_ms, now_ms
 from claudebench.core.errors import HandlerError
 from claudebench.core.redis import get_redis
@@ -23,58 +22,6 @@ from events.consumer import scan_streams
 from events.types import Event
 
 log = logging.getLogger("claudebench.events.bus")
-
-class _Batcher:
-    """Group commit for publish: events submitted while a round trip is in flight go together in
-    the next one (one pipeline of exactly-once EVALSHAs), so N concurrent publishers cost about one
-    round trip per batch instead of one each. Each caller still returns only after its own event
-    is stored (or gets its own error)."""
-
-    MAX_BATCH = 500
-    _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batcher] = weakref.WeakKeyDictionary()
-
-    def __init__(self) -> None:
-        self.queue: list[tuple[tuple[str, str, str], asyncio.Future]] = []
-        self.flushing = False
-
-    @classmethod
-    def of_loop(cls) -> _Batcher:
-        loop = asyncio.get_running_loop()
-        batcher = cls._by_loop.get(loop)
-        if batcher is None:
-            batcher = cls._by_loop[loop] = cls()
-        return batcher
-
-    async def submit(self, event_id: str, event_type: str, body: str) -> None:
-        future = asyncio.get_running_loop().create_future()
-        self.queue.append(((event_id, event_type, body), future))
-        if not self.flushing:
-            self.flushing = True
-            asyncio.get_running_loop().create_task(self.flush())
-        delivered, _ = await future
-        if not delivered:
-            log.info("duplicate event %s (%s) dropped", event_id, event_type)
-
-    async def flush(self) -> None:
-        try:
-            while self.queue:
-                batch, self.queue = self.queue[:self.MAX_BATCH], self.queue[self.MAX_BATCH:]
-                try:
-                    replies = await scripts.exactly_once_delivery_many(
-                        get_redis(), [item for item, _ in batch], maxlen=settings.CB_STREAM_MAXLEN,
-                        stream_ttl_s=settings.CB_STREAM_TTL_S, marker_ttl_s=settings.CB_PROCESSED_EVENT_TTL_S)
-                except Exception as exc:  # the round trip failed: every caller of this batch gets it
-                    replies = [exc] * len(batch)
-                for (_, future), reply in zip(batch, replies, strict=True):
-                    if future.done():
-                        continue
-                    if isinstance(reply, BaseException):
-                        future.set_exception(reply)
-                    else:
-                        future.set_result(reply)
-        finally:
-            self.flushing = False
-
 
 def id_key(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
@@ -101,17 +48,12 @@ class RedisBus:
                       id: str | None = None, correlation_id: str | None = None,
                       causation_id: str | None = None, partition_key: str | None = None) -> str:
         """XADD + PUBLISH through the exactly-once gate (SPEC §4.2); returns the event id once the
-        event is stored. Concurrent publishes of one process share round trips (_Batcher)."""
+        event is stored. Concurrent publishes of one process share round trips: every script call
+        of a loop goes down one multiplexed connection (core/redis_mux.py)."""
         if causation_id is not None:
             metadata = {**(metadata or {}), "causationId": causation_id}
-        if partition_key is not None:
-            return await core_bus.publish(event_type, payload, metadata, id=id, correlation_id=correlation_id,
-                                          partition_key=partition_key)
-        if correlation_id is not None:
-            metadata = {**(metadata or {}), "correlationId": correlation_id}
-        env = core_bus.envelope(event_type, payload, metadata, id=id)
-        await _Batcher.of_loop().submit(env["id"], event_type, orjson.dumps(env).decode())
-        return env["id"]
+        return await core_bus.publish(event_type, payload, metadata, id=id, correlation_id=correlation_id,
+                                      partition_key=partition_key)
 
     async def publish_batch(self, events: list[dict[str, Any]]) -> list[str]:
         """Each item: {type, payload, metadata?, id?, correlationId?}; published concurrently."""

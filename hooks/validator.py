@@ -19,7 +19,7 @@ from django.conf import settings
 from psycopg import sql
 from redis.asyncio import Redis
 
-from claudebench.core import keys, pg
+from claudebench.core import keys, pg, redis_mux
 from claudebench.core.clock import iso_ms, now_ms
 from hooks.rules import RuleSet, compile_rules, default_rule_rows, rows_from_env
 
@@ -197,51 +197,51 @@ async def record(r: Redis, tool: str, params: Any, decision: Decision, records: 
     now = now_ms()
     iso = iso_ms(now)
     counters: list[str] = []
-    async with r.pipeline(transaction=False) as pipe:
-        pipe.set(keys.validation(t, simplified(t, command)), "true", ex=_RECORD_TTL_S)
-        entry = {"tool": tool, "decision": "allow" if decision.allow else "block", "timestamp": str(now),
-                 "source": decision.source}
-        if decision.reason:
-            entry["reason"] = decision.reason
-        if session_id:
-            entry["sessionId"] = session_id
-        if instance_id:
-            entry["instanceId"] = instance_id
-        pipe.xadd(keys.AUDIT_HOOK_DECISIONS, entry, maxlen=10_000, approximate=True)
-        pipe.expire(keys.AUDIT_HOOK_DECISIONS, _AUDIT_TTL_S)
-        for kind, detail in records:
-            if kind == "block":
-                rule, reason, matched = detail
-                pipe.set(keys.rejection_reason(t, slug(command)), reason, ex=_RECORD_TTL_S)
-                counters.append(f"hook.validation.blocked.{rule.severity}")
-                _audit(pipe, "hook.validation.blocked", actor, tool, "blocked", f"Pattern matched: {matched}",
-                       {"pattern": rule.regex.pattern, "severity": rule.severity}, iso)
-            elif kind == "warn":
-                rule, text = detail
-                warn_slug = "large-file" if "large-file" in command else slug(command)
-                pipe.lpush(keys.warnings(t, warn_slug), text)
-                pipe.ltrim(keys.warnings(t, warn_slug), 0, 99)
-                pipe.expire(keys.warnings(t, warn_slug), _RECORD_TTL_S)
-                pipe.set(keys.validation_blocked(t, warn_slug), "false", ex=_RECORD_TTL_S)
-                counters.append(f"hook.validation.warned.{rule.severity}")
-                _audit(pipe, "hook.validation.warned", actor, tool, "allowed", text,
-                       {"pattern": rule.regex.pattern, "severity": rule.severity}, iso)
-            elif kind == "modify":
-                rule = detail
-                counters.append(f"hook.validation.modified.{rule.severity}")
-                _audit(pipe, "hook.validation.modified", actor, tool, "allowed", "Parameters modified",
-                       {"pattern": rule.regex.pattern, "severity": rule.severity,
-                        "replacement": rule.replacement}, iso)
-        if decision.modified is not None:
-            pipe.hset(keys.modifications(t), "modified", orjson.dumps(decision.modified).decode())
-            pipe.expire(keys.modifications(t), _RECORD_TTL_S)
-        if decision.source == "validated":
-            counters.append("hook.validation.cache.misses")
-        for name in counters:
-            pipe.hincrby(keys.METRICS_COUNTERS, name, 1)
-        if counters:
-            pipe.expire(keys.METRICS_COUNTERS, 3600)
-        await pipe.execute()
+    pipe = redis_mux.Batch(r)  # one round trip on the multiplexed connection
+    pipe.set(keys.validation(t, simplified(t, command)), "true", ex=_RECORD_TTL_S)
+    entry = {"tool": tool, "decision": "allow" if decision.allow else "block", "timestamp": str(now),
+             "source": decision.source}
+    if decision.reason:
+        entry["reason"] = decision.reason
+    if session_id:
+        entry["sessionId"] = session_id
+    if instance_id:
+        entry["instanceId"] = instance_id
+    pipe.xadd(keys.AUDIT_HOOK_DECISIONS, entry, maxlen=10_000, approximate=True)
+    pipe.expire(keys.AUDIT_HOOK_DECISIONS, _AUDIT_TTL_S)
+    for kind, detail in records:
+        if kind == "block":
+            rule, reason, matched = detail
+            pipe.set(keys.rejection_reason(t, slug(command)), reason, ex=_RECORD_TTL_S)
+            counters.append(f"hook.validation.blocked.{rule.severity}")
+            _audit(pipe, "hook.validation.blocked", actor, tool, "blocked", f"Pattern matched: {matched}",
+                   {"pattern": rule.regex.pattern, "severity": rule.severity}, iso)
+        elif kind == "warn":
+            rule, text = detail
+            warn_slug = "large-file" if "large-file" in command else slug(command)
+            pipe.lpush(keys.warnings(t, warn_slug), text)
+            pipe.ltrim(keys.warnings(t, warn_slug), 0, 99)
+            pipe.expire(keys.warnings(t, warn_slug), _RECORD_TTL_S)
+            pipe.set(keys.validation_blocked(t, warn_slug), "false", ex=_RECORD_TTL_S)
+            counters.append(f"hook.validation.warned.{rule.severity}")
+            _audit(pipe, "hook.validation.warned", actor, tool, "allowed", text,
+                   {"pattern": rule.regex.pattern, "severity": rule.severity}, iso)
+        elif kind == "modify":
+            rule = detail
+            counters.append(f"hook.validation.modified.{rule.severity}")
+            _audit(pipe, "hook.validation.modified", actor, tool, "allowed", "Parameters modified",
+                   {"pattern": rule.regex.pattern, "severity": rule.severity,
+                    "replacement": rule.replacement}, iso)
+    if decision.modified is not None:
+        pipe.hset(keys.modifications(t), "modified", orjson.dumps(decision.modified).decode())
+        pipe.expire(keys.modifications(t), _RECORD_TTL_S)
+    if decision.source == "validated":
+        counters.append("hook.validation.cache.misses")
+    for name in counters:
+        pipe.hincrby(keys.METRICS_COUNTERS, name, 1)
+    if counters:
+        pipe.expire(keys.METRICS_COUNTERS, 3600)
+    await pipe.execute()
 
 
 def _audit(pipe, action: str, actor: str, resource: str, result: str, reason: str, metadata: dict, iso: str) -> None:

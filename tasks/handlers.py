@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
+
 from claudebench.core import bus, keys, pg, scripts
 from claudebench.core.clock import iso_ms, now_ms, parse_iso
 from claudebench.core.errors import HandlerError
@@ -50,38 +52,49 @@ def _dumps(value: Any) -> str:
     )),
 )
 async def task_create(ctx: Ctx, data: TaskCreateIn) -> TaskCreateOut:
-    """Create a pending task and put it on the pending queue."""
+    """Create a pending task, put it on the pending queue and publish task.created."""
     r, now = ctx.redis, now_ms()
     created_at = iso_ms(now)
     metadata = _dumps(data.metadata or {})
+    # DESIGN flow 1: the script that stores the task also publishes its event (the task id, which
+    # the script picks, is filled into the envelope there), then the row is committed.
+    out = TaskCreateOut(id="", text=data.text, status="pending", priority=data.priority, created_at=created_at)
+    event_id, before, after = bus.template("task.created", out.wire(), "id", {"createdBy": ctx.instance_id},
+                                          correlation_id=ctx.meta.correlation_id)
+    event = scripts.EventTemplate(event_id, "task.created", before, after)
 
-    async def attempt(number: int) -> tuple[str | None, int]:
-        return await scripts.task_create(r, number=number, text=data.text, priority=data.priority,
-                                         created_at=created_at, metadata=metadata, now_ms=now)
+    async def attempt(number: int, candidates: int) -> tuple[str | None, int]:
+        return await scripts.task_create(
+            r, number=number, text=data.text, priority=data.priority, created_at=created_at, metadata=metadata,
+            now_ms=now, event=event, stream_maxlen=settings.CB_STREAM_MAXLEN, stream_ttl_s=settings.CB_STREAM_TTL_S,
+            marker_ttl_s=settings.CB_PROCESSED_EVENT_TTL_S, candidates=candidates,
+        )
 
-    # Optimistic first try; a refused proposal (another call got a higher id in first) retries
-    # under a per-process lock, so losers stop overtaking each other (SPEC §16 row 18).
-    task_id, next_free = await attempt(services.propose_number(now))
-    if task_id is None:
-        async with services.allocation_lock():
-            for _ in range(services.RETRIES * 4):
-                task_id, next_free = await attempt(services.propose_number(next_free))
-                if task_id:
-                    break
-            else:
-                raise HandlerError("Could not allocate a task id")
+    # The script takes the first of several consecutive candidates above the last id handed out
+    # (SPEC §16 row 18). Other processes creating at the same time can use up a first proposal's
+    # candidates; the retry starts where the script says and brings many more.
+    task_id, number = await attempt(services.propose_number(now), scripts.ID_CANDIDATES)
+    retries = 0
+    while task_id is None:
+        if retries == services.RETRIES:
+            raise HandlerError("Could not allocate a task id")
+        retries += 1
+        task_id, number = await attempt(services.propose_number(number), scripts.ID_CANDIDATES_RETRY)
+    services.saw_number(number)
     if ctx.persist:
         try:
             await services.task_insert(task_id=task_id, text=data.text, priority=data.priority,
                                        metadata=data.metadata, created_ms=now)
         except Exception as exc:
-            # SPEC §11.3: a task missing from PostgreSQL can never be claimed; undo and say so.
-            await scripts.delete_task(r, task_id=task_id, assignee="", attachment_keys=[], now_iso=created_at)
+            # SPEC §11.3: a task missing from PostgreSQL can never be claimed. Undo it in Redis and
+            # say so; task.created is already out, so task.deleted follows it.
+            deleted_at = iso_ms(now_ms())
+            await scripts.delete_task(r, task_id=task_id, assignee="", attachment_keys=[], now_iso=deleted_at)
+            await ctx.publish("task.deleted", {"id": task_id, "deletedAt": deleted_at, "deletedBy": ctx.instance_id},
+                              {"instanceId": ctx.instance_id, "eventId": ctx.event_id, "reason": "not persisted"})
             log.exception("task.create could not persist %s", task_id)
             raise HandlerError(f"Failed to persist task: {exc.__class__.__name__}") from exc
-    out = TaskCreateOut(id=task_id, text=data.text, status="pending", priority=data.priority,
-                        created_at=created_at)
-    await ctx.publish("task.created", out.wire(), {"createdBy": ctx.instance_id})
+    out.id = task_id
     return out
 
 

@@ -5,9 +5,7 @@ Services never publish events; handlers do, after the PostgreSQL write has retur
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import weakref
 from datetime import datetime
 from typing import Any
 
@@ -38,19 +36,11 @@ def propose_number(at_least: int) -> int:
     return number
 
 
-_allocation_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def allocation_lock() -> asyncio.Lock:
-    """Serialises the retries of refused id proposals in this process (one loser at a time), so
-    a burst of concurrent creates cannot keep overtaking each other's proposals."""
-    loop = asyncio.get_running_loop()
-    lock = _allocation_locks.get(loop)
-    if lock is None:
-        lock = _allocation_locks[loop] = asyncio.Lock()
-    return lock
+def saw_number(number: int) -> None:
+    """An id the script handed out (maybe above our proposal: other processes moved the counter);
+    the next proposal starts above it."""
+    if number > _Ids.last:
+        _Ids.last = number
 
 
 def iso_dt(value: datetime | None) -> str | None:

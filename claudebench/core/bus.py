@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from typing import Any
 
 import orjson
@@ -44,15 +45,37 @@ def envelope(
     return env
 
 
+def _metadata(metadata: dict[str, Any] | None, correlation_id: str | None,
+              partition_key: str | None = None) -> dict[str, Any] | None:
+    if correlation_id is not None:
+        metadata = {**(metadata or {}), "correlationId": correlation_id}
+    if partition_key is not None:
+        metadata = {**(metadata or {}), "partitionKey": partition_key}
+    return metadata
+
+
+# A payload value no caller can guess (a NUL-framed random token), and how it reads as JSON.
+_SLOT = f"\x00{uuid.uuid4().hex}\x00"
+_SLOT_JSON = orjson.dumps(_SLOT).decode()[1:-1]
+
+
+def template(event_type: str, payload: dict[str, Any], slot: str, metadata: dict[str, Any] | None = None, *,
+             correlation_id: str | None = None) -> tuple[str, str, str]:
+    """An envelope whose `payload[slot]` (a string) a Lua script fills in: (event id, JSON text
+    before the value, JSON text after it). For a script that decides a value (a task id) and
+    publishes the event in the same round trip: it sends before .. value .. after, so the value
+    must need no JSON escaping."""
+    env = envelope(event_type, {**payload, slot: _SLOT}, _metadata(metadata, correlation_id))
+    before, _, after = to_json(env).partition(_SLOT_JSON)
+    return env["id"], before, after
+
+
 async def publish(
     event_type: str, payload: Any, metadata: dict[str, Any] | None = None, *,
     id: str | None = None, correlation_id: str | None = None, partition_key: str | None = None,
 ) -> str:
     """Publish one event; returns its id. A repeated id is dropped silently (SPEC §4.2 step 2)."""
-    if correlation_id is not None:
-        metadata = {**(metadata or {}), "correlationId": correlation_id}
-    if partition_key is not None:
-        metadata = {**(metadata or {}), "partitionKey": partition_key}
+    metadata = _metadata(metadata, correlation_id, partition_key)
     env = envelope(event_type, payload, metadata, id=id)
     body = to_json(env)
     r = get_redis()

@@ -1,42 +1,96 @@
 """Lua loader and one typed async wrapper per lua/*.lua file (SPEC §7, STYLE §5).
 
-Sources are read once at import. `_script()` returns a redis-py Script registered on the client
-(EVALSHA, reloaded on NOSCRIPT), cached per client. `preload()` loads every file at start-up.
-A system check (core/checks.py) keeps files and wrappers paired.
+Sources are read once at import and hashed here (Redis names a script by the SHA-1 of its
+source). Every call is an EVALSHA on the client's multiplexed connection (core/redis_mux.py), the
+source loaded again when Redis answers NOSCRIPT. `preload()` loads every file at start-up. A
+system check (core/checks.py) keeps files and wrappers paired.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
-from claudebench.core import keys
+from claudebench.core import keys, redis_mux
 from claudebench.core.errors import HandlerError
 
 LUA_DIR = Path(__file__).resolve().parents[2] / "lua"
 SOURCES: dict[str, str] = {path.stem: path.read_text() for path in sorted(LUA_DIR.glob("*.lua"))}
+SHAS: dict[str, str] = {name: hashlib.sha1(source.encode()).hexdigest() for name, source in SOURCES.items()}
 
 
-def _script(r: Redis, name: str) -> AsyncScript:
-    cache: dict[str, AsyncScript] | None = getattr(r, "_cb_scripts", None)
-    if cache is None:
-        cache = {}
-        r._cb_scripts = cache  # type: ignore[attr-defined]
-    script = cache.get(name)
-    if script is None:
-        script = cache[name] = r.register_script(SOURCES[name])
-    return script
+async def evalsha(r: Redis, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    """Run script `name` (EVALSHA; loaded again and re-sent if Redis answers NOSCRIPT, which it
+    does before running anything). Goes through the client's multiplexed connection."""
+    mux = redis_mux.of(r)
+    if mux is None:
+        try:
+            return await r.evalsha(SHAS[name], len(keys), *keys, *args)
+        except NoScriptError:
+            await r.script_load(SOURCES[name])
+            return await r.evalsha(SHAS[name], len(keys), *keys, *args)
+    try:
+        return await mux.execute("EVALSHA", SHAS[name], len(keys), *keys, *args)
+    except NoScriptError:
+        await mux.execute("SCRIPT", "LOAD", SOURCES[name])
+        return await mux.execute("EVALSHA", SHAS[name], len(keys), *keys, *args)
+
+
+async def evalsha_many(r: Redis, name: str, argvs: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
+    """Script `name` once per (keys, args), all in one pipelined round trip; one reply or exception
+    (not raised) per call, in order. Calls Redis answered NOSCRIPT are sent again after a load."""
+    sha = SHAS[name]
+    commands = [("EVALSHA", sha, len(k), *k, *a) for k, a in argvs]
+    mux = redis_mux.of(r)
+    if mux is None:
+        async def run(cmds: list[tuple[Any, ...]]) -> list[Any]:
+            async with r.pipeline(transaction=False) as pipe:
+                for cmd in cmds:
+                    pipe.execute_command(*cmd)
+                return await pipe.execute(raise_on_error=False)
+    else:
+        run = mux.execute_many
+    replies = await run(commands)
+    missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if missing:
+        await (mux.execute("SCRIPT", "LOAD", SOURCES[name]) if mux else r.script_load(SOURCES[name]))
+        for i, reply in zip(missing, await run([commands[i] for i in missing]), strict=True):
+            replies[i] = reply
+    return replies
+
+
+class _Script:
+    """`_script(r, name)(keys=[...], args=[...])`: one call of a script on client `r`."""
+
+    __slots__ = ("name", "r")
+
+    def __init__(self, r: Redis, name: str):
+        self.r, self.name = r, name
+
+    @property
+    def sha(self) -> str:
+        return SHAS[self.name]
+
+    async def __call__(self, keys: Sequence[str] = (), args: Sequence[Any] = ()) -> Any:
+        return await evalsha(self.r, self.name, keys, args)
+
+
+def _script(r: Redis, name: str) -> _Script:
+    return _Script(r, name)
 
 
 async def preload(r: Redis) -> int:
     """SCRIPT LOAD every file so the first call of each is an EVALSHA hit."""
     for name, source in SOURCES.items():
-        _script(r, name).sha = await r.script_load(source)
+        sha = await r.script_load(source)
+        if sha != SHAS[name]:
+            raise RuntimeError(f"Redis hashed lua/{name}.lua as {sha}, expected {SHAS[name]}")
     return len(SOURCES)
 
 
@@ -67,27 +121,6 @@ async def exactly_once_delivery(
     return reply[0] == 0, reply[1]
 
 
-async def exactly_once_delivery_many(
-    r: Redis, events: list[tuple[str, str, str]], *, maxlen: int, stream_ttl_s: int, marker_ttl_s: int,
-    _load: bool = True,
-) -> list[tuple[bool, str | int] | Exception]:
-    """exactly_once_delivery for many (event id, type, envelope) in one round trip: a pipeline of
-    EVALSHA, without redis-py's per-pipeline SCRIPT EXISTS. One reply (or exception) per event."""
-    sha = _script(r, "exactly_once_delivery").sha
-    async with r.pipeline(transaction=False) as pipe:
-        for event_id, event_type, envelope in events:
-            pipe.evalsha(sha, 3, keys.processed_event(event_id), keys.DUPLICATES_PREVENTED, keys.stream(event_type),
-                         event_id, envelope, keys.channel(event_type), maxlen, stream_ttl_s, marker_ttl_s)
-        replies = await pipe.execute(raise_on_error=False)
-    missing = [e for e, reply in zip(events, replies, strict=True) if isinstance(reply, NoScriptError)]
-    if missing and _load:  # NOSCRIPT fails before the script body runs: load it and send those again
-        await r.script_load(SOURCES["exactly_once_delivery"])
-        again = iter(await exactly_once_delivery_many(r, missing, maxlen=maxlen, stream_ttl_s=stream_ttl_s,
-                                                      marker_ttl_s=marker_ttl_s, _load=False))
-        replies = [next(again) if isinstance(reply, NoScriptError) else reply for reply in replies]
-    return [reply if isinstance(reply, Exception) else (reply[0] == 0, reply[1]) for reply in replies]
-
-
 async def partition_event(r: Redis, *, partition_key: str, event_id: str, now_ms: int, envelope: str) -> int:
     reply = await _script(r, "partition_event")(
         keys=[keys.partition(partition_key)], args=[event_id, now_ms, envelope]
@@ -96,17 +129,40 @@ async def partition_event(r: Redis, *, partition_key: str, event_id: str, now_ms
 
 
 # --- tasks ------------------------------------------------------------------------------------------
+# Ids one task_create call may choose from (lua/task_create.lua): enough for the creates other
+# processes make while a call is on its way; a retry brings more.
+ID_CANDIDATES = 32
+ID_CANDIDATES_RETRY = 128
+
+
+@dataclass(frozen=True)
+class EventTemplate:
+    """An event a script publishes itself, its envelope split around the value the script fills in
+    (core/bus.template)."""
+
+    event_id: str
+    event_type: str
+    before: str
+    after: str
+
+
 async def task_create(
     r: Redis, *, number: int, text: str, priority: int, created_at: str, metadata: str, now_ms: int,
+    event: EventTemplate, stream_maxlen: int, stream_ttl_s: int, marker_ttl_s: int,
+    candidates: int = ID_CANDIDATES,
 ) -> tuple[str | None, int]:
-    """Create `t-<number>`. Returns (id, number) or (None, next number to try)."""
-    task_id = f"t-{number}"
-    reply = await _script(r, "task_create")(
-        keys=[keys.task(task_id), keys.PENDING_TASKS, keys.TASK_ID_COUNTER, keys.METRICS_QUEUES],
-        args=[number, task_id, text, priority, created_at, metadata, now_ms],
+    """Create the task as `t-<n>`, n the first of number .. number+candidates-1 above the last id
+    handed out, and publish `event` with its id. Returns (id, n) or (None, next number to try)."""
+    ids = [f"t-{n}" for n in range(number, number + candidates)]
+    reply = await evalsha(
+        r, "task_create",
+        [keys.PENDING_TASKS, keys.TASK_ID_COUNTER, keys.METRICS_QUEUES, keys.processed_event(event.event_id),
+         keys.stream(event.event_type), *map(keys.task, ids)],
+        [text, priority, created_at, metadata, now_ms, event.before, event.after, keys.channel(event.event_type),
+         stream_maxlen, stream_ttl_s, marker_ttl_s, *ids],
     )
     if reply[0] == 1:
-        return reply[1], number
+        return reply[1], int(reply[1][2:])
     return None, int(reply[2])
 
 
@@ -617,25 +673,10 @@ async def pipeline_outcome(r: Redis, **outcome: Any) -> str:
 
 
 async def pipeline_outcome_batch(r: Redis, outcomes: list[dict[str, Any]]) -> list[str]:
-    """Many outcomes in order, in one pipelined round trip (EVALSHA each; the script is loaded again
-    if Redis lost it). Returns one transition per outcome; raises the first error after all ran."""
-    script = _script(r, "pipeline_outcome")
-    argvs = [_pipeline_outcome_argv(**o) for o in outcomes]
-    replies = await _evalsha_all(r, script.sha, argvs)
-    missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-    if missing:
-        script.sha = await r.script_load(SOURCES["pipeline_outcome"])
-        again = await _evalsha_all(r, script.sha, [argvs[i] for i in missing])
-        for i, reply in zip(missing, again, strict=True):
-            replies[i] = reply
+    """Many outcomes in order, in one pipelined round trip. Returns one transition per outcome;
+    raises the first error after all ran."""
+    replies = await evalsha_many(r, "pipeline_outcome", [_pipeline_outcome_argv(**o) for o in outcomes])
     errors = [reply for reply in replies if isinstance(reply, Exception)]
     if errors:
         raise errors[0]
     return [str(reply[0]) if reply else "" for reply in replies]
-
-
-async def _evalsha_all(r: Redis, sha: str, argvs: list[tuple[list[str], list[Any]]]) -> list[Any]:
-    async with r.pipeline(transaction=False) as pipe:
-        for k, a in argvs:
-            pipe.evalsha(sha, len(k), *k, *a)
-        return await pipe.execute(raise_on_error=False)

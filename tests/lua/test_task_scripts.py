@@ -21,11 +21,15 @@ def lua(redis, name: str):
     return redis.register_script(scripts.SOURCES[name])
 
 
-async def create(redis, number: int, *, text: str = "t", priority: int = 50, metadata: str = "{}"):
-    task_id = f"t-{number}"
+async def create(redis, number: int, *, text: str = "t", priority: int = 50, metadata: str = "{}",
+                 candidates: int = 1, event_id: str | None = None):
+    ids = [f"t-{n}" for n in range(number, number + candidates)]
+    event_id = event_id or f"evt-create-{number}"
     return await lua(redis, "task_create")(
-        keys=[keys.task(task_id), keys.PENDING_TASKS, keys.TASK_ID_COUNTER, keys.METRICS_QUEUES],
-        args=[number, task_id, text, priority, NOW_ISO, metadata, 1_767_225_600_000],
+        keys=[keys.PENDING_TASKS, keys.TASK_ID_COUNTER, keys.METRICS_QUEUES, keys.processed_event(event_id),
+              keys.stream("task.created"), *map(keys.task, ids)],
+        args=[text, priority, NOW_ISO, metadata, 1_767_225_600_000, f'{{"id":"{event_id}","payload":{{"id":"', '"}}',
+              keys.channel("task.created"), 100, 60, 60, *ids],
     )
 
 
@@ -62,12 +66,62 @@ async def test_task_create_never_overwrites_an_existing_hash(redis):
     assert await redis.hget(keys.task("t-200"), "text") == "restored"
 
 
+async def test_task_create_takes_the_first_free_candidate_above_the_counter(redis):
+    await redis.set(keys.TASK_ID_COUNTER, "302")
+    await redis.hset(keys.task("t-303"), mapping={"id": "t-303", "text": "restored"})
+    # 300..302 are at or below the last id handed out, 303 exists: 304 is taken.
+    assert await create(redis, 300, candidates=8) == [1, "t-304"]
+    assert await redis.get(keys.TASK_ID_COUNTER) == "304"
+    assert await redis.hget(keys.task("t-303"), "text") == "restored"
+    assert [await redis.exists(keys.task(f"t-{n}")) for n in (300, 301, 302, 305)] == [0, 0, 0, 0]
+    # Every candidate at or below the counter: refused, nothing written, told where to start.
+    assert await create(redis, 297, candidates=8) == [0, "retry", 305]
+    assert await create(redis, 290, candidates=4) == [0, "retry", 305]
+    assert await redis.zcard(keys.PENDING_TASKS) == 1
+
+
+async def test_task_create_ids_keep_every_digit(redis):
+    big = 9_007_199_254_740_000  # near 2^53: Lua numbers are doubles, the id is copied as text
+    await redis.set(keys.TASK_ID_COUNTER, str(big))
+    assert await create(redis, big + 1, candidates=3) == [1, f"t-{big + 1}"]
+    assert await redis.get(keys.TASK_ID_COUNTER) == str(big + 1)
+
+
+async def test_task_create_publishes_the_event_with_the_chosen_id(redis):
+    await redis.set(keys.TASK_ID_COUNTER, "700")
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(keys.channel("task.created"))
+    await pubsub.get_message(timeout=1)  # the subscribe confirmation
+    assert await create(redis, 699, candidates=4, event_id="evt-1-a") == [1, "t-701"]
+    body = '{"id":"evt-1-a","payload":{"id":"t-701"}}'
+    [(_, fields)] = await redis.xrange(keys.stream("task.created"))
+    assert fields == {"data": body}
+    message = await pubsub.get_message(timeout=2)
+    assert message and message["data"] == body
+    await pubsub.aclose()
+    assert await redis.exists(keys.processed_event("evt-1-a")) == 1
+    assert 0 < await redis.ttl(keys.stream("task.created")) <= 60
+    # A refused call publishes nothing.
+    assert (await create(redis, 600, event_id="evt-1-b"))[0] == 0
+    assert await redis.xlen(keys.stream("task.created")) == 1
+    assert await redis.exists(keys.processed_event("evt-1-b")) == 0
+
+
 async def test_task_create_wrapper_reports_the_next_candidate(redis):
+    from claudebench.core import bus
+
+    def event() -> scripts.EventTemplate:
+        event_id, before, after = bus.template("task.created", {"id": ""}, "id")
+        return scripts.EventTemplate(event_id, "task.created", before, after)
+
+    common = dict(text="x", priority=1, created_at=NOW_ISO, metadata="{}", now_ms=1, stream_maxlen=100,
+                  stream_ttl_s=60, marker_ttl_s=60)
     await redis.set(keys.TASK_ID_COUNTER, "500")
-    assert await scripts.task_create(redis, number=10, text="x", priority=1, created_at=NOW_ISO, metadata="{}",
-                                     now_ms=1) == (None, 501)
-    assert await scripts.task_create(redis, number=501, text="x", priority=1, created_at=NOW_ISO, metadata="{}",
-                                     now_ms=1) == ("t-501", 501)
+    assert await scripts.task_create(redis, number=10, event=event(), **common) == (None, 501)
+    assert await scripts.task_create(redis, number=496, event=event(), **common) == ("t-501", 501)
+    assert await scripts.task_create(redis, number=501, event=event(), **common) == ("t-502", 502)
+    payloads = [orjson.loads(f["data"])["payload"] for _, f in await redis.xrange(keys.stream("task.created"))]
+    assert payloads == [{"id": "t-501"}, {"id": "t-502"}]
 
 
 async def test_equal_priorities_order_by_member(redis):

@@ -117,7 +117,7 @@ async def test_ids_continue_above_a_counter_set_by_another_process(call, redis):
     assert not keys.TASK_ID_COUNTER.startswith("cb:task:")
 
 
-async def test_postgres_failure_undoes_the_redis_task_and_publishes_nothing(call, redis, stream_events):
+async def test_postgres_failure_undoes_the_redis_task_and_publishes_its_deletion(call, redis, stream_events):
     from asgiref.sync import sync_to_async
 
     from claudebench.core.errors import HandlerError
@@ -130,7 +130,11 @@ async def test_postgres_failure_undoes_the_redis_task_and_publishes_nothing(call
         await call("task.create", {"text": "collides in PostgreSQL"})
     assert await redis.exists(keys.task(f"t-{ahead + 1}")) == 0
     assert await redis.zcard(keys.PENDING_TASKS) == 0
-    assert await stream_events("task.created") == []
+    # task.created left with the task (DESIGN flow 1: one script); task.deleted says it is gone.
+    [created] = await stream_events("task.created")
+    [deleted] = await stream_events("task.deleted")
+    assert created["payload"]["id"] == deleted["payload"]["id"] == f"t-{ahead + 1}"
+    assert deleted["metadata"]["reason"] == "not persisted"
     assert (await Task.objects.aget(id=f"t-{ahead + 1}")).text == "already in PostgreSQL"
     # The next create gets a fresh id and works.
     out = await call("task.create", {"text": "next one"})
