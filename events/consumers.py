@@ -33,6 +33,7 @@ from claudebench.core.redis import get_redis
 from events import patterns
 from events.bus import get_bus
 from events.fanout import GROUP, LAYER, PROCESS, get_fanout
+from events.redis_bus import order_key
 
 log = logging.getLogger("claudebench.events.consumers")
 
@@ -182,7 +183,8 @@ class WsConsumer(AsyncWebsocketConsumer):
         for pattern in requested:
             for event in await bus.recent(pattern, limit=limit):
                 found.setdefault(event.id, event)
-        ordered = sorted(found.values(), key=lambda e: (e.timestamp, e.entry_id))[-limit:]
+        # Entry order (numeric: "…-10" comes after "…-9"), as a replay merges streams.
+        ordered = sorted(found.values(), key=order_key)[-limit:]
         for event in ordered:
             if self.remember(event.id):
                 await self.send_json({"type": "event", "event": event.type, "data": event.envelope(),
