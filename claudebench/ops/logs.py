@@ -20,6 +20,7 @@ import atexit
 import contextvars
 import logging
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -78,6 +79,21 @@ class BufferedStreamHandler(logging.StreamHandler):
             self._write()
 
 
+class Formatter(logging.Formatter):
+    """The stdlib formatter, with the date and time rendered once per second, not per record."""
+
+    _second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        cached = self._second
+        if cached[0] != second:
+            cached = self._second = (second, time.strftime(self.default_time_format, self.converter(second)))
+        return f"{cached[1]},{int(record.msecs):03d}"
+
+
 _live: weakref.WeakSet[BufferedStreamHandler] = weakref.WeakSet()
 
 
@@ -124,6 +140,9 @@ def configure(logging_dict: dict[str, Any], *, json: bool, request_level: str) -
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
+    plain = logging_dict["formatters"].get("plain")
+    if plain is not None and "()" not in plain:
+        plain["()"] = "claudebench.ops.logs.Formatter"
     console = logging_dict["handlers"]["console"]
     if console.get("class") == "logging.StreamHandler":
         console["class"] = "claudebench.ops.logs.BufferedStreamHandler"

@@ -11,6 +11,7 @@ Which scope a handler needs is enforced once, in the pipeline (`require`), for e
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from django.conf import settings
@@ -24,6 +25,11 @@ __all__ = ["Principal", "authenticate", "current", "is_loopback", "require"]
 def is_loopback(addr: str | None) -> bool:
     if not addr:
         return False
+    return _is_loopback(addr)
+
+
+@functools.lru_cache(maxsize=1024)  # asked on every request; clients come from few addresses
+def _is_loopback(addr: str) -> bool:
     try:
         return ipaddress.ip_address(addr.split("%", 1)[0]).is_loopback
     except ValueError:

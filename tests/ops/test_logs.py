@@ -120,3 +120,13 @@ def test_settings_use_the_buffered_console_handler():
     from claudebench.ops.logs import BufferedStreamHandler
 
     assert any(isinstance(h, BufferedStreamHandler) for h in logging.getLogger().handlers)
+
+
+def test_formatter_renders_time_like_the_standard_one():
+    from claudebench.ops.logs import Formatter
+
+    fast, standard = Formatter("%(asctime)s %(message)s"), logging.Formatter("%(asctime)s %(message)s")
+    for created in (1_767_225_600.25, 1_767_225_600.999, 1_767_225_601.0, 1_767_225_599.5):
+        record = _record(logging.INFO, "x")
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        assert fast.format(record) == standard.format(record)
