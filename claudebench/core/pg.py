@@ -212,11 +212,6 @@ def _shape(model: type[models.Model], names: tuple[str, ...]) -> _Shape:
     return shape
 
 
-def _cacheable(fields: dict[str, Any]) -> bool:
-    # A value given as SQL (sql.SQL("now()")...) is part of the statement text: render it per call.
-    return not any(isinstance(v, sql.Composable) for v in fields.values())
-
-
 # --- group commit of inserts ---------------------------------------------------------------------
 def _nothing_written(exc: BaseException) -> bool:
     """True when a failed INSERT certainly wrote none of its rows, so they may be tried again: the
@@ -365,37 +360,13 @@ async def _flush_batchers(loop: asyncio.AbstractEventLoop) -> None:
 async def insert(model: type[models.Model], fields: dict[str, Any]) -> None:
     """Insert one row; returns once it is committed (group-committed with concurrent inserts of
     the same model and field names), or raises the error of this row."""
-    if not _cacheable(fields):
-        cols, values = _assignments(model, fields)
-        query = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-            table(model), sql.SQL(", ").join(cols), sql.SQL(", ").join(_placeholders(values))
-        )
-        await execute(query, _params(values))
-        return
     shape = _shape(model, tuple(fields))
     await _batcher(shape).submit(shape.params(fields))
 
 
 async def upsert(model: type[models.Model], fields: dict[str, Any], *, conflict: Sequence[str] = ("id",)) -> None:
-    if _cacheable(fields):
-        shape = _shape(model, tuple(fields))
-        await execute(shape.upsert_sql(tuple(conflict)), shape.params(fields))
-        return
-    cols, values = _assignments(model, fields)
-    conflict_cols = [column(model, name) for name in conflict]
-    conflict_names = {_column(model, name)[0] for name in conflict}
-    names = [_column(model, n)[0] for n in fields] + [
-        _column(model, n)[0] for n in _auto_now(model) if n not in fields
-    ]  # the same order as cols (psycopg's Identifier exposes no public name)
-    updates = [
-        sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(n), sql.Identifier(n))
-        for n in names if n not in conflict_names
-    ]
-    query = sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}").format(
-        table(model), sql.SQL(", ").join(cols), sql.SQL(", ").join(_placeholders(values)),
-        sql.SQL(", ").join(conflict_cols), sql.SQL(", ").join(updates),
-    )
-    await execute(query, _params(values))
+    shape = _shape(model, tuple(fields))
+    await execute(shape.upsert_sql(tuple(conflict)), shape.params(fields))
 
 
 async def update(model: type[models.Model], pk: Any, fields: dict[str, Any]) -> int:

@@ -199,11 +199,11 @@ class Multiplexer:
         self._drop(rexc.ConnectionError("Redis multiplexer closed"))
 
 
-def _from_client(client: Redis) -> Multiplexer | None:
+def _from_client(client: Redis) -> Multiplexer:
     kw = client.connection_pool.connection_kwargs
     cls = client.connection_pool.connection_class
     if kw.get("protocol") not in (None, 2, "2"):
-        return None  # RESP3 replies are not what our callers expect
+        raise ValueError("the multiplexed connection speaks RESP2; core/redis.py makes RESP2 clients")
     common = dict(db=kw.get("db", 0), username=kw.get("username"), password=kw.get("password"),
                   decode=bool(kw.get("decode_responses")), connect_timeout_s=kw.get("socket_connect_timeout"))
     if issubclass(cls, UnixDomainSocketConnection):
@@ -217,10 +217,10 @@ def _from_client(client: Redis) -> Multiplexer | None:
     return Multiplexer(host=kw.get("host", "localhost"), port=int(kw.get("port", 6379)), ssl=ssl, **common)
 
 
-def of(client: Redis) -> Multiplexer | None:
-    """The multiplexer beside `client` (same server, database and credentials), made on first use;
-    None when the client's connection kind is not one it speaks. Like the client, it belongs to
-    the loop it was made in (core/redis.py keeps one client per loop)."""
+def of(client: Redis) -> Multiplexer:
+    """The multiplexer beside `client` (same server, database and credentials), made on first use.
+    Like the client, it belongs to the loop it was made in (core/redis.py keeps one client per
+    loop)."""
     try:
         return client._cb_mux  # type: ignore[attr-defined]
     except AttributeError:
@@ -275,13 +275,7 @@ class Batch:
         commands, self.commands = self.commands, []
         if not commands:
             return []
-        mux = of(self.client)
-        if mux is None:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for command in commands:
-                    pipe.execute_command(*command)
-                return await pipe.execute()
-        replies = await mux.execute_many(commands)
+        replies = await of(self.client).execute_many(commands)
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply

@@ -9,7 +9,7 @@ system check (core/checks.py) keeps files and wrappers paired.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,15 +26,9 @@ SHAS: dict[str, str] = {name: hashlib.sha1(source.encode()).hexdigest() for name
 
 
 async def evalsha(r: Redis, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-    """Run script `name` (EVALSHA; loaded again and re-sent if Redis answers NOSCRIPT, which it
-    does before running anything). Goes through the client's multiplexed connection."""
+    """Run script `name` on the client's multiplexed connection (EVALSHA; loaded again and re-sent
+    if Redis answers NOSCRIPT, which it does before running anything)."""
     mux = redis_mux.of(r)
-    if mux is None:
-        try:
-            return await r.evalsha(SHAS[name], len(keys), *keys, *args)
-        except NoScriptError:
-            await r.script_load(SOURCES[name])
-            return await r.evalsha(SHAS[name], len(keys), *keys, *args)
     try:
         return await mux.execute("EVALSHA", SHAS[name], len(keys), *keys, *args)
     except NoScriptError:
@@ -45,44 +39,20 @@ async def evalsha(r: Redis, name: str, keys: Sequence[str], args: Sequence[Any])
 async def evalsha_many(r: Redis, name: str, argvs: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
     """Script `name` once per (keys, args), all in one pipelined round trip; one reply or exception
     (not raised) per call, in order. Calls Redis answered NOSCRIPT are sent again after a load."""
-    sha = SHAS[name]
-    commands = [("EVALSHA", sha, len(k), *k, *a) for k, a in argvs]
     mux = redis_mux.of(r)
-    if mux is None:
-        async def run(cmds: list[tuple[Any, ...]]) -> list[Any]:
-            async with r.pipeline(transaction=False) as pipe:
-                for cmd in cmds:
-                    pipe.execute_command(*cmd)
-                return await pipe.execute(raise_on_error=False)
-    else:
-        run = mux.execute_many
-    replies = await run(commands)
+    commands = [("EVALSHA", SHAS[name], len(k), *k, *a) for k, a in argvs]
+    replies = await mux.execute_many(commands)
     missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
     if missing:
-        await (mux.execute("SCRIPT", "LOAD", SOURCES[name]) if mux else r.script_load(SOURCES[name]))
-        for i, reply in zip(missing, await run([commands[i] for i in missing]), strict=True):
+        await mux.execute("SCRIPT", "LOAD", SOURCES[name])
+        for i, reply in zip(missing, await mux.execute_many([commands[i] for i in missing]), strict=True):
             replies[i] = reply
     return replies
 
 
-class _Script:
-    """`_script(r, name)(keys=[...], args=[...])`: one call of a script on client `r`."""
-
-    __slots__ = ("name", "r")
-
-    def __init__(self, r: Redis, name: str):
-        self.r, self.name = r, name
-
-    @property
-    def sha(self) -> str:
-        return SHAS[self.name]
-
-    async def __call__(self, keys: Sequence[str] = (), args: Sequence[Any] = ()) -> Any:
-        return await evalsha(self.r, self.name, keys, args)
-
-
-def _script(r: Redis, name: str) -> _Script:
-    return _Script(r, name)
+def _script(r: Redis, name: str) -> Callable[..., Awaitable[Any]]:
+    """`await _script(r, name)(keys=[...], args=[...])`: one call of lua/<name>.lua (evalsha)."""
+    return lambda keys=(), args=(): evalsha(r, name, keys, args)
 
 
 async def preload(r: Redis) -> int:

@@ -10,13 +10,12 @@ other logger's records are JSON too).
 They are written at least twice per request, so they are cheap: in text mode the two lines are
 rendered here (the same `key='value'` text structlog's KeyValueRenderer makes) and handed to the
 stdlib logger without structlog's processor chain, and the console handler buffers its writes
-(BufferedStreamHandler: one write per 50 ms or 64 KiB instead of one per line, flushed at exit).
+(BufferedStreamHandler: one write per 50 ms or 64 KiB instead of one per line; logging.shutdown() flushes it at exit).
 The request id comes from REQUEST_ID, set by the front (ops/front.py) for every request.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextvars
 import logging
 import threading
@@ -47,7 +46,6 @@ class BufferedStreamHandler(logging.StreamHandler):
         self._parts: list[str] = []
         self._size = 0
         self._due = threading.Condition(self.lock)
-        _live.add(self)
         threading.Thread(target=_flusher, args=(weakref.ref(self),), name="log-flush", daemon=True).start()
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -94,9 +92,6 @@ class Formatter(logging.Formatter):
         return f"{cached[1]},{int(record.msecs):03d}"
 
 
-_live: weakref.WeakSet[BufferedStreamHandler] = weakref.WeakSet()
-
-
 def _flusher(ref: weakref.ref[BufferedStreamHandler]) -> None:
     while (handler := ref()) is not None:
         with handler.lock:
@@ -106,12 +101,6 @@ def _flusher(ref: weakref.ref[BufferedStreamHandler]) -> None:
                 handler._due.wait(handler.FLUSH_S)  # let more lines gather
                 handler._write()
         del handler
-
-
-@atexit.register
-def _flush_all() -> None:
-    for handler in list(_live):
-        handler.flush()
 
 
 def _kv(event: str, fields: dict[str, Any]) -> str:

@@ -112,7 +112,7 @@ def test_console_handler_writes_errors_at_once_and_everything_on_flush():
     handler.emit(_record(logging.ERROR, "boom"))
     assert "".join(stream.writes).splitlines() == ["before", "boom"]  # no wait for the flusher
     handler.emit(_record(logging.INFO, "last"))
-    handler.flush()  # what logging.shutdown() and the atexit hook do
+    handler.flush()  # what logging.shutdown() does at exit
     assert "".join(stream.writes).splitlines() == ["before", "boom", "last"]
 
 
@@ -130,3 +130,16 @@ def test_formatter_renders_time_like_the_standard_one():
         record = _record(logging.INFO, "x")
         record.created, record.msecs = created, (created - int(created)) * 1000
         assert fast.format(record) == standard.format(record)
+
+
+def test_a_line_logged_just_before_exit_is_written():
+    import os
+    import subprocess
+    import sys
+
+    code = ("import django; django.setup(); import logging; "
+            "logging.getLogger('claudebench.exit').warning('the last line')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "DJANGO_SETTINGS_MODULE": "claudebench.settings"})
+    assert done.returncode == 0, done.stderr
+    assert "the last line" in done.stderr  # logging.shutdown() flushed the buffered handler
