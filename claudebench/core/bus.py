@@ -70,14 +70,25 @@ def template(event_type: str, payload: dict[str, Any], slot: str, metadata: dict
     return env["id"], before, after
 
 
+def prepare(
+    event_type: str, payload: Any, metadata: dict[str, Any] | None = None, *,
+    id: str | None = None, correlation_id: str | None = None, partition_key: str | None = None,
+) -> tuple[dict[str, Any], str]:
+    """The envelope of one event and its JSON text; raises TypeError / ValueError for a payload or
+    metadata that JSON cannot carry, before anything is sent."""
+    metadata = _metadata(metadata, correlation_id, partition_key)
+    env = envelope(event_type, payload, metadata, id=id)
+    return env, to_json(env)
+
+
 async def publish(
     event_type: str, payload: Any, metadata: dict[str, Any] | None = None, *,
     id: str | None = None, correlation_id: str | None = None, partition_key: str | None = None,
 ) -> str:
-    """Publish one event; returns its id. A repeated id is dropped silently (SPEC §4.2 step 2)."""
-    metadata = _metadata(metadata, correlation_id, partition_key)
-    env = envelope(event_type, payload, metadata, id=id)
-    body = to_json(env)
+    """Publish one event; returns its id once it is stored. A repeated id is dropped silently
+    (SPEC §4.2 step 2). The buffered publish of the events bus is events/outbox.py."""
+    env, body = prepare(event_type, payload, metadata, id=id, correlation_id=correlation_id,
+                        partition_key=partition_key)
     r = get_redis()
     delivered, _ = await scripts.exactly_once_delivery(
         r, event_id=env["id"], event_type=event_type, envelope=body,

@@ -8,6 +8,7 @@ system check (core/checks.py) keeps files and wrappers paired.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -79,22 +80,34 @@ def _check(reply: list[Any]) -> list[Any]:
 
 
 # --- event bus ------------------------------------------------------------------------------------
+def exactly_once_delivery_call(
+    *, event_id: str, event_type: str, envelope: str, maxlen: int, stream_ttl_s: int, marker_ttl_s: int,
+) -> tuple[list[str], list[Any]]:
+    """(keys, args) of one exactly_once_delivery call, for evalsha_many (the buffered publish)."""
+    return (
+        [keys.processed_event(event_id), keys.DUPLICATES_PREVENTED, keys.stream(event_type)],
+        [event_id, envelope, keys.channel(event_type), maxlen, stream_ttl_s, marker_ttl_s],
+    )
+
+
 async def exactly_once_delivery(
     r: Redis, *, event_id: str, event_type: str, envelope: str, maxlen: int, stream_ttl_s: int,
     marker_ttl_s: int,
 ) -> tuple[bool, str | int]:
     """Deliver to stream and channel unless the id was seen. Returns (delivered, entry or count)."""
-    reply = await _script(r, "exactly_once_delivery")(
-        keys=[keys.processed_event(event_id), keys.DUPLICATES_PREVENTED, keys.stream(event_type)],
-        args=[event_id, envelope, keys.channel(event_type), maxlen, stream_ttl_s, marker_ttl_s],
-    )
+    k, a = exactly_once_delivery_call(event_id=event_id, event_type=event_type, envelope=envelope, maxlen=maxlen,
+                                      stream_ttl_s=stream_ttl_s, marker_ttl_s=marker_ttl_s)
+    reply = await _script(r, "exactly_once_delivery")(keys=k, args=a)
     return reply[0] == 0, reply[1]
 
 
+def partition_event_call(*, partition_key: str, event_id: str, now_ms: int, envelope: str) -> tuple[list[str], list[Any]]:
+    return [keys.partition(partition_key)], [event_id, now_ms, envelope]
+
+
 async def partition_event(r: Redis, *, partition_key: str, event_id: str, now_ms: int, envelope: str) -> int:
-    reply = await _script(r, "partition_event")(
-        keys=[keys.partition(partition_key)], args=[event_id, now_ms, envelope]
-    )
+    k, a = partition_event_call(partition_key=partition_key, event_id=event_id, now_ms=now_ms, envelope=envelope)
+    reply = await _script(r, "partition_event")(keys=k, args=a)
     return int(reply[1])
 
 
@@ -591,15 +604,21 @@ class Admission:
     tag: str = ""
 
 
+@functools.cache
+def _admit_keys(event: str) -> tuple[str, tuple[str, ...]]:
+    """The keys of one handler's admission that never change (handler names are a fixed set)."""
+    return keys.stream(event), tuple(keys.circuit(event, part) for part in ("state", "trips", "allowed", "rejected"))
+
+
 async def pipeline_admit(
     r: Redis, *, event: str, actor: str, envelope: str, stream_maxlen: int, stream_ttl_s: int,
     rate: int, window_ms: int, member: str, breaker: bool, half_open_trials: int,
     half_open_window_ms: int, cache_digest: str | None, cache_scopes: tuple[str, ...], now_iso: str,
     audit_metadata: str, audit_maxlen: int, audit_ttl_s: int,
 ) -> Admission:
+    stream, circuit = _admit_keys(event)
     reply = await _script(r, "pipeline_admit")(
-        keys=[keys.stream(event), keys.ratelimit(event, actor), keys.circuit(event, "state"),
-              keys.circuit(event, "trips"), keys.circuit(event, "allowed"), keys.circuit(event, "rejected"),
+        keys=[stream, keys.ratelimit(event, actor), *circuit,
               keys.METRICS_COUNTERS, keys.AUDIT_GENERAL, keys.cache_entry(event, cache_digest or "-"),
               keys.METRICS_CACHE_HANDLER, *(keys.cache_version(s) for s in cache_scopes)],
         args=[event, envelope, stream_maxlen, stream_ttl_s, rate, window_ms, member, int(breaker),
@@ -614,21 +633,30 @@ _DOMAIN_METRICS = {"hook": keys.METRICS_VALIDATION_CACHE, "task": keys.METRICS_Q
                    "health": keys.METRICS_SYSTEM_HEALTH, "scaling": keys.METRICS_SCALING}
 
 
+@functools.cache
+def _outcome_keys(event: str, failure_type: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The keys of one handler's outcome before and after its cache entry: a fixed set per handler
+    and failure type, built once."""
+    circuit = [keys.circuit(event, part) for part in
+               ("state", "trips", "allowed", "failures", "successes", "lastFailure", "openedAt")]
+    head = (*circuit, keys.circuit(event, f"failures:{failure_type or 'none'}"), keys.METRICS_COUNTERS,
+            keys.METRICS_CIRCUIT_ALL, keys.ALERTS_CIRCUIT_OPENED, keys.metrics_events(event), keys.METRICS_CURRENT,
+            keys.METRICS_GLOBAL, keys.AUDIT_GENERAL, keys.AUDIT_HOOK_DECISIONS,
+            keys.audit_tool_stream(event.removeprefix("hook.")))
+    return head, (keys.METRICS_CACHE_GLOBAL,)
+
+
 def _pipeline_outcome_argv(
     *, event: str, ok: bool, failure_type: str, duration_ms: float, breaker: bool, threshold: int, open_ms: int,
     max_open_ms: int, close_after: int, actor: str, now_iso: str, reason: str, audit_metadata: str,
     audit_maxlen: int, audit_ttl_s: int, cache_digest: str | None, cache_ttl_s: int, cache_entry: str,
     hook_decision: tuple[str, str, str] | None, domain: str, domain_metrics: str, timeout_on: bool,
 ) -> tuple[list[str], list[Any]]:
-    circuit = [keys.circuit(event, part) for part in
-               ("state", "trips", "allowed", "failures", "successes", "lastFailure", "openedAt")]
     decision, decision_reason, params = hook_decision or ("", "", "")
+    head, tail = _outcome_keys(event, failure_type)
     return (
-        [*circuit, keys.circuit(event, f"failures:{failure_type or 'none'}"), keys.METRICS_COUNTERS,
-         keys.METRICS_CIRCUIT_ALL, keys.ALERTS_CIRCUIT_OPENED, keys.metrics_events(event), keys.METRICS_CURRENT,
-         keys.METRICS_GLOBAL, keys.AUDIT_GENERAL, keys.AUDIT_HOOK_DECISIONS,
-         keys.audit_tool_stream(event.removeprefix("hook.")), keys.cache_entry(event, cache_digest or "-"),
-         keys.METRICS_CACHE_GLOBAL, _DOMAIN_METRICS.get(domain_metrics, keys.METRICS_GLOBAL)],
+        [*head, keys.cache_entry(event, cache_digest or "-"), *tail,
+         _DOMAIN_METRICS.get(domain_metrics, keys.METRICS_GLOBAL)],
         [event, int(ok), failure_type, f"{duration_ms:.3f}", int(breaker), threshold, open_ms, max_open_ms,
          close_after, actor, now_iso, reason, audit_metadata, audit_maxlen, audit_ttl_s,
          cache_ttl_s if cache_digest is not None else 0, cache_entry, int(hook_decision is not None),
