@@ -71,6 +71,7 @@ class Lifespan:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 5)
         await pipeline.settle()  # pending post-call bookkeeping (audit, breaker) reaches Redis
+        await background.close_outbox()  # events published through the bus's buffer (events/outbox.py)
         await pg.close_pool()
         await close_redis()
 

@@ -142,6 +142,9 @@ CB_BUS_CLAIM_INTERVAL_MS = env_int("CB_BUS_CLAIM_INTERVAL_MS", 5000, minimum=10)
 CB_BUS_CLAIM_IDLE_MS = env_int("CB_BUS_CLAIM_IDLE_MS", 60_000, minimum=10)
 CB_BUS_TRANSIENT_BACKOFF_MAX_MS = env_int("CB_BUS_TRANSIENT_BACKOFF_MAX_MS", 30_000, minimum=1)
 CB_BUS_STATS_INTERVAL_S = env_int("CB_BUS_STATS_INTERVAL_S", 60, minimum=1)
+# Events the buffered publish of the events bus holds per event loop (events/outbox.py); a publish
+# waits for room when it is full.
+CB_BUS_OUTBOX_MAX = env_int("CB_BUS_OUTBOX_MAX", 10_000, minimum=1)
 CB_BUS_DONE_TTL_S = env_int("CB_BUS_DONE_TTL", 86_400, minimum=1)
 CB_DLQ_TTL_S = env_int("CB_DLQ_TTL", 7 * 86_400, minimum=1)
 CB_DLQ_MAXLEN = env_int("CB_DLQ_MAXLEN", 10_000, minimum=1)

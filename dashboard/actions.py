@@ -37,8 +37,10 @@ def instance_unregister(*, instance_id: str, operator: str) -> dict[str, Any]:
 
 def event_replay(*, event_type: str, payload: Any, metadata: dict[str, Any] | None, original_id: str,
                  operator: str) -> str:
-    """Publish a stored event again, under a new id, marked as a replay of the original."""
+    """Publish a stored event again, under a new id, marked as a replay of the original. Waits
+    until it is stored: from sync code the loop may end as soon as the call returns, taking an
+    unsent outbox with it."""
     from events.bus import get_bus
 
     meta = {**(metadata or {}), "replayOf": original_id, "replayedBy": operator}
-    return async_to_sync(get_bus().publish)(event_type, payload, meta)
+    return async_to_sync(get_bus().publish)(event_type, payload, meta, wait=True)

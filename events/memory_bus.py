@@ -44,7 +44,10 @@ class MemoryBus:
     # --- publishing --------------------------------------------------------------------------------
     async def publish(self, event_type: str, payload: Any, metadata: dict[str, Any] | None = None, *,
                       id: str | None = None, correlation_id: str | None = None,
-                      causation_id: str | None = None, partition_key: str | None = None) -> str:
+                      causation_id: str | None = None, partition_key: str | None = None,
+                      wait: bool = False) -> str:
+        """Stored in the history and handed to the subscriptions' queues before it returns, so
+        `wait` (accepted for RedisBus's signature) changes nothing."""
         md = dict(metadata or {})
         if correlation_id is not None:
             md["correlationId"] = correlation_id
@@ -65,9 +68,14 @@ class MemoryBus:
             self._offer(sub, event)
         return env["id"]
 
-    async def publish_batch(self, events: list[dict[str, Any]]) -> list[str]:
+    async def publish_batch(self, events: list[dict[str, Any]], *, wait: bool = False) -> list[str]:
         return [await self.publish(e["type"], e.get("payload"), e.get("metadata"), id=e.get("id"),
                                    correlation_id=e.get("correlationId")) for e in events]
+
+    async def flush(self, timeout_s: float | None = None) -> bool:
+        """Every publish is stored when it returns (RedisBus buffers; this has nothing to wait
+        for). Deliveries to subscribers are another matter: `drain()` waits for those."""
+        return True
 
     def _remember(self, event_id: str) -> None:
         if len(self._seen) == self._seen.maxlen:

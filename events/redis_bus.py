@@ -4,7 +4,6 @@ by `manage.py consume_streams` (events/consumer.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import defaultdict
 from typing import Any
@@ -12,12 +11,11 @@ from typing import Any
 import orjson
 from django.conf import settings
 
-from claudebench.core import bus as core_bus
 from claudebench.core import keys
 from claudebench.core.clock import iso_ms, now_ms
 from claudebench.core.errors import HandlerError
 from claudebench.core.redis import get_redis
-from events import entries, patterns, subscriptions
+from events import entries, outbox, patterns, subscriptions
 from events.consumer import scan_streams
 from events.types import Event
 
@@ -46,22 +44,30 @@ class RedisBus:
     # --- publishing --------------------------------------------------------------------------------
     async def publish(self, event_type: str, payload: Any, metadata: dict[str, Any] | None = None, *,
                       id: str | None = None, correlation_id: str | None = None,
-                      causation_id: str | None = None, partition_key: str | None = None) -> str:
-        """XADD + PUBLISH through the exactly-once gate (SPEC §4.2); returns the event id once the
-        event is stored. Concurrent publishes of one process share round trips: every script call
-        of a loop goes down one multiplexed connection (core/redis_mux.py)."""
+                      causation_id: str | None = None, partition_key: str | None = None,
+                      wait: bool = False) -> str:
+        """XADD + PUBLISH through the exactly-once gate (SPEC §4.2), buffered (events/outbox.py):
+        returns the event id once the envelope is built and queued in this loop's outbox, which a
+        writer task sends in pipelined batches. `wait=True` returns once the event is stored (and
+        raises as core/bus.publish does); `flush()` waits for everything published so far."""
         if causation_id is not None:
             metadata = {**(metadata or {}), "causationId": causation_id}
-        return await core_bus.publish(event_type, payload, metadata, id=id, correlation_id=correlation_id,
-                                      partition_key=partition_key)
+        return await outbox.publish(event_type, payload, metadata, id=id, correlation_id=correlation_id,
+                                    partition_key=partition_key, wait=wait)
 
-    async def publish_batch(self, events: list[dict[str, Any]]) -> list[str]:
-        """Each item: {type, payload, metadata?, id?, correlationId?}; published concurrently."""
-        return list(await asyncio.gather(*(
-            self.publish(e["type"], e.get("payload"), e.get("metadata"), id=e.get("id"),
-                         correlation_id=e.get("correlationId"))
-            for e in events
-        )))
+    async def publish_batch(self, events: list[dict[str, Any]], *, wait: bool = False) -> list[str]:
+        """Each item: {type, payload, metadata?, id?, correlationId?}, queued in order; with
+        `wait=True` returns once all are stored (sent together)."""
+        ids = [await self.publish(e["type"], e.get("payload"), e.get("metadata"), id=e.get("id"),
+                                  correlation_id=e.get("correlationId")) for e in events]
+        if wait:
+            await self.flush()
+        return ids
+
+    async def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait until everything this loop published is stored (or failed for good); False when
+        `timeout_s` ran out first."""
+        return await outbox.flush(timeout_s)
 
     # --- subscribing (run by consume_streams) ------------------------------------------------------
     def subscribe(self, patterns_: Any, handler: Any, **options: Any) -> str:
@@ -190,6 +196,7 @@ class RedisBus:
             "failedEvents": sum(g["failed"] for g in groups.values()),
             "deadLettered": dead,
             "groups": list(groups.values()),
+            "outbox": outbox.stats(),
         }
 
     async def is_healthy(self) -> bool:

@@ -20,7 +20,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from claudebench.core import keys, pg
 from claudebench.core.redis import close_redis, get_redis
-from events import subscriptions
+from events import outbox, subscriptions
 from events.consumer import Counters, GroupConsumer
 from events.redis_bus import RedisBus
 
@@ -79,6 +79,7 @@ class Command(BaseCommand):
                 log.error("consume_streams stopping: %s", failed[0].exception(), exc_info=failed[0].exception())
                 raise CommandError("a subscription loop failed", returncode=1)
         finally:
+            await outbox.close()  # events the subscribers published through the bus
             await pg.close_pool()
             await close_redis()
             total = Counters()
