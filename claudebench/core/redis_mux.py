@@ -69,6 +69,27 @@ class _Protocol(asyncio.Protocol):
         self.mux._writable.set()
 
 
+class _Batch:
+    """The replies of one execute_many call: takes the place of a future in the reply queue, once
+    per command, and resolves one future with the list when the last reply (or error) is in."""
+
+    __slots__ = ("future", "replies", "left")
+
+    def __init__(self, future: asyncio.Future, n: int) -> None:
+        self.future, self.replies, self.left = future, [], n
+
+    def done(self) -> bool:  # all in, or the caller was cancelled (then the rest is dropped)
+        return self.future.done()
+
+    def set_result(self, reply: Any) -> None:
+        self.replies.append(reply)
+        self.left -= 1
+        if self.left == 0:
+            self.future.set_result(self.replies)
+
+    set_exception = set_result  # an error reply or a dropped connection is that command's reply
+
+
 class Multiplexer:
     """Auto-pipelined commands on one connection, for the loop that created it."""
 
@@ -97,11 +118,23 @@ class Multiplexer:
         return await self._send(hiredis.pack_command(args))
 
     async def execute_many(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
-        """Send many commands back to back; one reply or exception (not raised) per command."""
+        """Send many commands back to back; one reply or exception (not raised) per command.
+        One future for the lot (a _Batch stands in the reply queue once per command): a future
+        and a gather callback per command cost more than the command itself on big batches."""
         if self._transport is None or not self._writable.is_set():
             await self._ready()
-        futures = [self._send(hiredis.pack_command(tuple(c))) for c in commands]
-        return list(await asyncio.gather(*futures, return_exceptions=True))
+        n = len(commands)
+        if n == 0:
+            return []
+        if self._transport is None:  # dropped between the caller's connect and now
+            return [rexc.ConnectionError("Redis connection is not open")] * n
+        batch = _Batch(self.loop.create_future(), n)
+        self._pending.extend([batch] * n)
+        self._queued.append(b"".join([hiredis.pack_command(tuple(c)) for c in commands]))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+        return await batch.future
 
     def _send(self, packed: bytes) -> asyncio.Future:
         fut = self.loop.create_future()
