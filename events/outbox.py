@@ -222,7 +222,9 @@ class Outbox:
                     delay = min(delay * 2, BACKOFF_MAX_S)
                 else:
                     delay = BACKOFF_MIN_S
-                self._admit_blocked()
+                # Publishers waiting for room resume after the next batch is on the wire: admitted
+                # from a callback, their wake-ups queue behind the write the next batch schedules.
+                asyncio.get_running_loop().call_soon(self._admit_blocked)
         finally:
             self._writer = None
 

@@ -41,9 +41,10 @@ async def test_published_envelope_and_channel_message_are_the_same_bytes(redis):
     event_id = await bus.publish("task.created", {"id": "t-1"}, {"createdBy": "w"}, correlation_id="c-1",
                                  causation_id="evt-0", wait=True)
     message = None
-    for _ in range(50):
-        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
-        if message:
+    for _ in range(50):  # pub/sub ignores database numbers: skip other sessions' task.created
+        got = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+        if got and orjson.loads(got["data"])["id"] == event_id:
+            message = got
             break
     await pubsub.aclose()
     stored = (await redis.xrange(keys.stream("task.created")))[0][1]["data"]
