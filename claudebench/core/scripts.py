@@ -634,47 +634,80 @@ _DOMAIN_METRICS = {"hook": keys.METRICS_VALIDATION_CACHE, "task": keys.METRICS_Q
 
 
 @functools.cache
-def _outcome_keys(event: str, failure_type: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The keys of one handler's outcome before and after its cache entry: a fixed set per handler
-    and failure type, built once."""
+def _outcome_keys(event: str) -> tuple[str, ...]:
+    """KEYS[1..19] of lua/pipeline_outcome.lua for one handler: a fixed set, built once."""
     circuit = [keys.circuit(event, part) for part in
-               ("state", "trips", "allowed", "failures", "successes", "lastFailure", "openedAt")]
-    head = (*circuit, keys.circuit(event, f"failures:{failure_type or 'none'}"), keys.METRICS_COUNTERS,
-            keys.METRICS_CIRCUIT_ALL, keys.ALERTS_CIRCUIT_OPENED, keys.metrics_events(event), keys.METRICS_CURRENT,
-            keys.METRICS_GLOBAL, keys.AUDIT_GENERAL, keys.AUDIT_HOOK_DECISIONS,
-            keys.audit_tool_stream(event.removeprefix("hook.")))
-    return head, (keys.METRICS_CACHE_GLOBAL,)
+               ("state", "trips", "allowed", "failures", "successes", "lastFailure", "openedAt",
+                "failures:timeout", "failures:error")]
+    return (*circuit, keys.METRICS_COUNTERS, keys.METRICS_CIRCUIT_ALL, keys.ALERTS_CIRCUIT_OPENED,
+            keys.metrics_events(event), keys.METRICS_CURRENT, keys.METRICS_GLOBAL, keys.AUDIT_GENERAL,
+            keys.AUDIT_HOOK_DECISIONS, keys.audit_tool_stream(event.removeprefix("hook.")),
+            keys.METRICS_CACHE_GLOBAL)
 
 
-def _pipeline_outcome_argv(
-    *, event: str, ok: bool, failure_type: str, duration_ms: float, breaker: bool, threshold: int, open_ms: int,
-    max_open_ms: int, close_after: int, actor: str, now_iso: str, reason: str, audit_metadata: str,
-    audit_maxlen: int, audit_ttl_s: int, cache_digest: str | None, cache_ttl_s: int, cache_entry: str,
-    hook_decision: tuple[str, str, str] | None, domain: str, domain_metrics: str, timeout_on: bool,
-) -> tuple[list[str], list[Any]]:
-    decision, decision_reason, params = hook_decision or ("", "", "")
-    head, tail = _outcome_keys(event, failure_type)
-    return (
-        [*head, keys.cache_entry(event, cache_digest or "-"), *tail,
-         _DOMAIN_METRICS.get(domain_metrics, keys.METRICS_GLOBAL)],
-        [event, int(ok), failure_type, f"{duration_ms:.3f}", int(breaker), threshold, open_ms, max_open_ms,
-         close_after, actor, now_iso, reason, audit_metadata, audit_maxlen, audit_ttl_s,
-         cache_ttl_s if cache_digest is not None else 0, cache_entry, int(hook_decision is not None),
-         decision, decision_reason, params, domain, domain_metrics, int(timeout_on)],
-    )
+# What one run of the outcome script shares: outcomes that agree on these go in one call.
+_OUTCOME_SHARED = ("event", "breaker", "threshold", "open_ms", "max_open_ms", "close_after", "audit_maxlen",
+                   "audit_ttl_s", "domain", "domain_metrics", "timeout_on")
+# Calls per script run: enough to fold a burst's counters together, few enough that one run
+# never holds Redis long (every call still writes its own audit entries).
+OUTCOME_RUN_MAX = 64
+
+
+def _outcome_runs(outcomes: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Consecutive outcomes sharing _OUTCOME_SHARED, in order, at most OUTCOME_RUN_MAX each."""
+    runs: list[list[dict[str, Any]]] = []
+    last: tuple[Any, ...] | None = None
+    for o in outcomes:
+        shared = tuple(o[name] for name in _OUTCOME_SHARED)
+        if shared != last or len(runs[-1]) >= OUTCOME_RUN_MAX:
+            runs.append([])
+            last = shared
+        runs[-1].append(o)
+    return runs
+
+
+def _pipeline_outcome_argv(run: list[dict[str, Any]]) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of lua/pipeline_outcome.lua for a run of outcomes of one handler; each
+    outcome holds the keyword fields listed in `pipeline_outcome_batch`."""
+    first = run[0]
+    event = first["event"]
+    domain_key = _DOMAIN_METRICS.get(first["domain_metrics"], keys.METRICS_GLOBAL)
+    run_keys = [*_outcome_keys(event), domain_key]
+    args: list[Any] = [event, int(first["breaker"]), first["threshold"], first["open_ms"], first["max_open_ms"],
+                       first["close_after"], first["audit_maxlen"], first["audit_ttl_s"], first["domain"],
+                       first["domain_metrics"], int(first["timeout_on"]), len(run)]
+    for o in run:
+        digest = o["cache_digest"]
+        entry_index = 0
+        if digest is not None and o["cache_ttl_s"] > 0 and o["cache_entry"]:
+            run_keys.append(keys.cache_entry(event, digest))
+            entry_index = len(run_keys)
+        decision, decision_reason, params = o["hook_decision"] or ("", "", "")
+        args += [int(o["ok"]), o["failure_type"], f"{o['duration_ms']:.3f}", o["actor"], o["now_iso"], o["reason"],
+                 o["audit_metadata"], o["cache_ttl_s"] if digest is not None else 0, entry_index, o["cache_entry"],
+                 int(o["hook_decision"] is not None), decision, decision_reason, params]
+    return run_keys, args
 
 
 async def pipeline_outcome(r: Redis, **outcome: Any) -> str:
-    """One call's outcome (keyword arguments of `_pipeline_outcome_argv`). Returns the breaker
+    """One call's outcome (the keyword fields of `pipeline_outcome_batch`). Returns the breaker
     transition it caused: 'opened', 'closed' or ''."""
     return (await pipeline_outcome_batch(r, [outcome]))[0]
 
 
 async def pipeline_outcome_batch(r: Redis, outcomes: list[dict[str, Any]]) -> list[str]:
-    """Many outcomes in order, in one pipelined round trip. Returns one transition per outcome;
-    raises the first error after all ran."""
-    replies = await evalsha_many(r, "pipeline_outcome", [_pipeline_outcome_argv(**o) for o in outcomes])
+    """Many calls' outcomes in order, in one pipelined round trip: one script run per stretch of
+    consecutive calls of one handler. Each outcome has: event, ok, failure_type, duration_ms,
+    breaker, threshold, open_ms, max_open_ms, close_after, actor, now_iso, reason,
+    audit_metadata, audit_maxlen, audit_ttl_s, cache_digest, cache_ttl_s, cache_entry,
+    hook_decision ((decision, reason, params JSON) or None), domain, domain_metrics, timeout_on.
+    Returns one transition per outcome; raises the first error after all ran."""
+    runs = _outcome_runs(outcomes)
+    replies = await evalsha_many(r, "pipeline_outcome", [_pipeline_outcome_argv(run) for run in runs])
     errors = [reply for reply in replies if isinstance(reply, Exception)]
     if errors:
         raise errors[0]
-    return [str(reply[0]) if reply else "" for reply in replies]
+    transitions: list[str] = []
+    for run, reply in zip(runs, replies, strict=True):
+        transitions += [str(t) for t in reply] if reply else [""] * len(run)
+    return transitions

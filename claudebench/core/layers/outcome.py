@@ -1,11 +1,13 @@
-"""Everything recorded after the body ran (breaker outcome, counters, audit, cache write), in one
-script (lua/pipeline_outcome.lua) per call, off the request path: the answer never waits for it.
+"""Everything recorded after the body ran (breaker outcome, counters, audit, cache write), by
+lua/pipeline_outcome.lua, off the request path: the answer never waits for it.
 
 Each event loop has one writer task. Calls append their outcome to its buffer; the writer waits
 CB_PIPELINE_OUTCOME_DELAY_MS, sends everything buffered in one pipelined round trip, in call
-order, then takes the next batch. So a
-burst of N calls costs far fewer than N extra round trips, and one client's sequential calls reach
-the breaker in the order they finished. `settle()` waits until the buffer is empty (tests,
+order, then takes the next batch. Consecutive calls of one handler in a batch share one script
+run (at most scripts.OUTCOME_RUN_MAX): it walks the breaker and writes the audit entries call by
+call, and writes each counter once with the sum. So a burst of N calls costs far fewer than N
+extra round trips and Redis writes, and one client's sequential calls reach the breaker in the
+order they finished. `settle()` waits until the buffer is empty (tests,
 shutdown).
 
 Set CB_PIPELINE_OUTCOME_INLINE to run it before answering instead (one more round trip per call;
