@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import httpx
 import pytest
@@ -143,3 +144,41 @@ def test_a_line_logged_just_before_exit_is_written():
                           env={**os.environ, "DJANGO_SETTINGS_MODULE": "claudebench.settings"})
     assert done.returncode == 0, done.stderr
     assert "the last line" in done.stderr  # logging.shutdown() flushed the buffered handler
+
+
+def test_request_lines_written_straight_to_the_console_match_the_standard_format():
+    import os
+    import subprocess
+    import sys
+
+    # A process of its own: under pytest the root logger has capture handlers, and the lines take
+    # the stdlib path (the next test); here the console handler is the only one, as in a server.
+    code = ("import django; django.setup(); import logging; from claudebench.ops import logs; "
+            "assert logs._console_only(logs.ACCESS) is not None; "
+            "logs.access(method='POST', path='/rpc', status=200, actor=None); "
+            "logging.getLogger('claudebench.access').info(\"event='request' method='GET'\")")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "DJANGO_SETTINGS_MODULE": "claudebench.settings",
+                               "CB_LOG_JSON": "false", "CB_REQUEST_LOG_LEVEL": "INFO"})
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "claudebench.access" in line]
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO claudebench\.access "
+    assert re.fullmatch(stamp + r"event='request' method='POST' path='/rpc' status=200", lines[0]), lines
+    assert re.fullmatch(stamp + r"event='request' method='GET'", lines[1]), lines  # the stdlib path, same shape
+
+
+def test_request_lines_take_the_stdlib_path_when_another_handler_listens():
+    from claudebench.ops import logs
+
+    extra = logging.NullHandler()
+    logs.ACCESS.addHandler(extra)
+    try:
+        assert logs._console_only(logs.ACCESS) is None
+    finally:
+        logs.ACCESS.removeHandler(extra)
+    noisy = logging.Filter("nothing")
+    logs.ACCESS.addFilter(noisy)
+    try:
+        assert logs._console_only(logs.ACCESS) is None
+    finally:
+        logs.ACCESS.removeFilter(noisy)
