@@ -13,10 +13,21 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+_second: tuple[int, str] = (-1, "")
+
+
 def iso_ms(ms: int) -> str:
-    """ISO-8601 UTC with millisecond precision and a trailing Z: 2025-01-20T10:30:00.000Z."""
+    """ISO-8601 UTC with millisecond precision and a trailing Z: 2025-01-20T10:30:00.000Z.
+
+    Several per request, mostly within one second of each other: the date and time part of the
+    last second asked for is kept, so the common case is one string join."""
+    global _second
     seconds, millis = divmod(ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    last, text = _second
+    if seconds != last:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _second = (seconds, text)
+    return f"{text}.{millis:03d}Z"
 
 
 def parse_iso(text: str) -> datetime:
@@ -32,15 +43,10 @@ def ms_from_dt(value: datetime) -> int:
 
 
 def random_base36(length: int) -> str:
-    # One draw for the whole string. Ids need uniqueness, not secrecy: the module's generator is
+    # Ids need uniqueness, not secrecy: the module's generator is
     # seeded from the OS at start and again in every forked child, and costs no system call
     # (several ids per request).
-    n = random.randrange(36**length)
-    out = []
-    for _ in range(length):
-        n, digit = divmod(n, 36)
-        out.append(_BASE36[digit])
-    return "".join(out)
+    return "".join(random.choices(_BASE36, k=length))
 
 
 def event_id(ms: int | None = None) -> str:

@@ -26,14 +26,31 @@ def _header(scope, name: bytes) -> str | None:
     return None
 
 
+_HOST_MEMO_SIZE = 256
+_host_memo: tuple[Any, dict[str, str | None]] = (None, {})
+
+
 def host_problem(scope) -> str | None:
+    global _host_memo
     host = _header(scope, b"host")
     if host is None:
         return None
+    # Every request asks about the same few Host values: remember the verdicts, for as long as
+    # ALLOWED_HOSTS is the same object (settings overrides replace it).
+    allowed = settings.ALLOWED_HOSTS
+    owner, memo = _host_memo
+    if owner is not allowed:
+        memo = {}
+        _host_memo = (allowed, memo)
+    try:
+        return memo[host]
+    except KeyError:
+        pass
     domain, _port = split_domain_port(host)
-    if domain and validate_host(domain, settings.ALLOWED_HOSTS):
-        return None
-    return f"Host {host!r} is not in ALLOWED_HOSTS"
+    problem = None if domain and validate_host(domain, allowed) else f"Host {host!r} is not in ALLOWED_HOSTS"
+    if len(memo) < _HOST_MEMO_SIZE:
+        memo[host] = problem
+    return problem
 
 
 def origin_problem(scope) -> str | None:
