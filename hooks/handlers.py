@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
 from django.conf import settings
 
-from claudebench.core import keys
+from claudebench.core import bus, keys
 from claudebench.core.clock import iso_ms, now_ms
 from claudebench.core.errors import HookBlocked
-from claudebench.core.pipeline import Ctx
+from claudebench.core.pipeline import Ctx, Prepared
 from claudebench.core.registry import Limits, Mcp, handler
 from hooks import todos, validator
 from hooks.schemas import (
@@ -60,27 +61,65 @@ def _ts(given: int | float | None) -> int:
     return int(given) if given is not None else now_ms()
 
 
+def _pre_tool_event(data: PreToolIn, instance_id: str, answer: dict[str, Any]) -> dict[str, Any]:
+    return {"tool": data.tool, "params": data.params, "sessionId": data.session_id, "instanceId": instance_id,
+            "timestamp": _ts(data.timestamp), "validationResult": answer}
+
+
+async def _pre_tool_prepare(ctx: Ctx, data: PreToolIn) -> Prepared:
+    """Decide before the admission (the rules are in memory), so the validator's records and the
+    event go in the admission's round trip: Claude Code waits for every pre-tool answer (B2)."""
+    r, instance_id = ctx.redis, _instance(ctx, data.instance_id)
+    decision, records = await validator.decide(r, data.tool, data.params)
+    answer = decision.wire()
+    event = _pre_tool_event(data, instance_id, answer)
+    event_id: list[str] = []
+
+    def send(gate: str) -> Awaitable[tuple[bool, ...]]:
+        eid, published = bus.publish_gated("hook.pre_tool.executed", event, gate=gate,
+                                           correlation_id=ctx.meta.correlation_id)
+        event_id.append(eid)
+        recorded = validator.record_gated(r, gate, data.tool, data.params, decision, records, actor=ctx.actor,
+                                          session_id=data.session_id, instance_id=instance_id)
+        return _parts_written(published, recorded)
+
+    async def resend(flags: tuple[bool, ...]) -> None:
+        published, recorded = flags
+        if not published:  # same id: exactly once even if it had been delivered after all
+            await ctx.publish("hook.pre_tool.executed", event, id=event_id[0])
+        if not recorded:
+            await validator.record(r, data.tool, data.params, decision, records, actor=ctx.actor,
+                                   session_id=data.session_id, instance_id=instance_id)
+
+    return Prepared((decision, answer), send, resend)
+
+
+async def _parts_written(published: Awaitable[Any], recorded: Awaitable[bool]) -> tuple[bool, ...]:
+    delivery, wrote = await asyncio.gather(published, recorded)
+    return delivery[0] != 2, wrote  # 2: the publish found no gate
+
+
 @handler(
     "hook.pre_tool", input=PreToolIn, output=PreToolOut, class_name="PreToolHookHandler",
     declared_rate_limit=1000, limits=Limits(rate=1000, timeout_ms=3_000, trip_after=10, open_ms=30_000),
     fallback=lambda data: {"allow": True, "reason": "Hook validation circuit breaker open - allowing by default"},
-    mcp=HIDDEN,
+    mcp=HIDDEN, prepare=_pre_tool_prepare,
 )
 async def hook_pre_tool(ctx: Ctx, data: PreToolIn) -> PreToolOut:
     """Check a tool call before it runs: allow it, block it with a reason, or rewrite its input."""
-    r, instance_id = ctx.redis, _instance(ctx, data.instance_id)
-    decision, records = await validator.decide(r, data.tool, data.params)
-    answer = decision.wire()
-    # The validator's records and the event are independent: two round trips in parallel, not in
-    # a row (Claude Code waits for every pre-tool answer; PERF.md B2).
-    await asyncio.gather(
-        validator.record(r, data.tool, data.params, decision, records, actor=ctx.actor,
-                         session_id=data.session_id, instance_id=instance_id),
-        ctx.publish("hook.pre_tool.executed", {
-            "tool": data.tool, "params": data.params, "sessionId": data.session_id, "instanceId": instance_id,
-            "timestamp": _ts(data.timestamp), "validationResult": answer,
-        }),
-    )
+    if ctx.prepared is not None:  # decided before the admission; its writes were in that round trip
+        decision, answer = ctx.prepared.value
+        await ctx.prepared.written()
+    else:
+        r, instance_id = ctx.redis, _instance(ctx, data.instance_id)
+        decision, records = await validator.decide(r, data.tool, data.params)
+        answer = decision.wire()
+        # The validator's records and the event are independent: one round trip for both.
+        await asyncio.gather(
+            validator.record(r, data.tool, data.params, decision, records, actor=ctx.actor,
+                             session_id=data.session_id, instance_id=instance_id),
+            ctx.publish("hook.pre_tool.executed", _pre_tool_event(data, instance_id, answer)),
+        )
     if not decision.allow and settings.CB_HOOK_BLOCK_AS_ERROR:
         # Opt-in: answer a block as JSON-RPC -32003 / REST 403 instead of a result with allow:false.
         # Both make the original's bridge exit 2 (SPEC §2.8); the result form carries metadata.

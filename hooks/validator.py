@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ from django.conf import settings
 from psycopg import sql
 from redis.asyncio import Redis
 
-from claudebench.core import keys, pg, redis_mux
+from claudebench.core import keys, pg, redis_mux, scripts
 from claudebench.core.clock import iso_ms, now_ms
 from hooks.rules import RuleSet, compile_rules, default_rule_rows, rows_from_env
 
@@ -192,6 +193,20 @@ async def decide(r: Redis, tool: str, params: Any) -> tuple[Decision, list[tuple
 async def record(r: Redis, tool: str, params: Any, decision: Decision, records: list[tuple[str, Any]], *,
                  actor: str, session_id: str | None = None, instance_id: str | None = None) -> None:
     """Write the validator's records (SPEC §6.8, §3.6): one pipelined round trip."""
+    await _records(r, tool, params, decision, records, actor=actor, session_id=session_id,
+                   instance_id=instance_id).execute()
+
+
+def record_gated(r: Redis, gate: str, tool: str, params: Any, decision: Decision, records: list[tuple[str, Any]], *,
+                 actor: str, session_id: str | None = None, instance_id: str | None = None) -> Awaitable[bool]:
+    """The same records, queued now to be written only if `gate` is set (core/pipeline.Prepared);
+    the result says whether they were."""
+    batch = _records(r, tool, params, decision, records, actor=actor, session_id=session_id, instance_id=instance_id)
+    return scripts.gated_writes(r, gate, batch.commands)
+
+
+def _records(r: Redis, tool: str, params: Any, decision: Decision, records: list[tuple[str, Any]], *,
+             actor: str, session_id: str | None, instance_id: str | None) -> redis_mux.Batch:
     command, _ = command_of(params)
     t = tool.lower()
     now = now_ms()
@@ -241,7 +256,7 @@ async def record(r: Redis, tool: str, params: Any, decision: Decision, records: 
         pipe.hincrby(keys.METRICS_COUNTERS, name, 1)
     if counters:
         pipe.expire(keys.METRICS_COUNTERS, 3600)
-    await pipe.execute()
+    return pipe
 
 
 def _audit(pipe, action: str, actor: str, resource: str, result: str, reason: str, metadata: dict, iso: str) -> None:

@@ -1,10 +1,15 @@
 -- lua/exactly_once_delivery.lua: publish one event exactly once, on both transports.
 -- KEYS[1] cb:processed:event:{id} (string marker)   KEYS[2] cb:duplicates:prevented (counter)
--- KEYS[3] cb:stream:{type} (stream)
+-- KEYS[3] cb:stream:{type} (stream)   KEYS[4] optional: the gate of a call whose admission is in
+-- the same round trip (lua/pipeline_admit.lua sets it when it lets the call through)
 -- ARGV[1] event id   ARGV[2] envelope JSON   ARGV[3] pub/sub channel (the bare event type)
 -- ARGV[4] approximate stream MAXLEN   ARGV[5] stream TTL, seconds   ARGV[6] marker TTL, seconds
--- Returns {0, stream entry id} when delivered, {1, duplicates prevented so far} for a duplicate.
+-- Returns {0, stream entry id} when delivered, {1, duplicates prevented so far} for a duplicate,
+-- {2, ''} when a gate was given and is not set (the call was refused: nothing written).
 -- One marker key per id with its own expiry (SPEC §4.6), so the store stays bounded.
+if KEYS[4] and redis.call('EXISTS', KEYS[4]) == 0 then
+  return {2, ''}
+end
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[6]) then
   local count = redis.call('INCR', KEYS[2])
   redis.call('EXPIRE', KEYS[2], 3600)

@@ -5,12 +5,14 @@
 -- KEYS[5] cb:circuit:{event}:allowed               KEYS[6] cb:circuit:{event}:rejected
 -- KEYS[7] cb:metrics:counters                      KEYS[8] cb:audit:general
 -- KEYS[9] cb:cache:handler:{event}:{digest}        KEYS[10] cb:metrics:cache:handler
--- KEYS[11..] cb:cache:version:{scope}, one per cache scope of the handler
+-- KEYS[11] cb:gate:{call event id}: set when the call is let through and ARGV[17] is 1, for
+--          writes sent in the same round trip (lua/gated_writes.lua)
+-- KEYS[12..] cb:cache:version:{scope}, one per cache scope of the handler
 -- ARGV[1] event   ARGV[2] request envelope JSON   ARGV[3] stream maxlen   ARGV[4] stream ttl, s
 -- ARGV[5] rate limit (0 = none)   ARGV[6] window, ms   ARGV[7] random member suffix
 -- ARGV[8] breaker on (1/0)   ARGV[9] half-open trial limit   ARGV[10] half-open window, ms
 -- ARGV[11] cache on (1/0)   ARGV[12] actor   ARGV[13] now, ISO   ARGV[14] audit metadata JSON
--- ARGV[15] audit maxlen   ARGV[16] audit ttl, s
+-- ARGV[15] audit maxlen   ARGV[16] audit ttl, s   ARGV[17] gate on (1/0)   ARGV[18] gate ttl, ms
 -- Returns {'hit', body} | {'ok', mode ('closed'|'half'), cache tag} | {'limited', count}
 --       | {'open', ''} | {'half_full', ''}.
 -- Time comes from the Redis server (TIME), so every process shares one clock for windows.
@@ -39,7 +41,7 @@ redis.call('EXPIRE', KEYS[1], ARGV[4])
 local tag = ''
 if ARGV[11] == '1' then
   local parts = {}
-  for i = 11, #KEYS do
+  for i = 12, #KEYS do
     parts[#parts + 1] = redis.call('GET', KEYS[i]) or '0'
   end
   tag = table.concat(parts, '.')
@@ -108,5 +110,8 @@ if ARGV[8] == '1' then
     end
     mode = 'half'
   end
+end
+if ARGV[17] == '1' then
+  redis.call('SET', KEYS[11], '1', 'PX', ARGV[18])
 end
 return {'ok', mode, tag}

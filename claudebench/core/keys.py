@@ -17,6 +17,12 @@ def stream(event_type: str) -> str:
     return f"cb:stream:{event_type}"
 
 
+def gate(call_event_id: str) -> str:
+    """Set by lua/pipeline_admit.lua when it lets a call through, for that call's writes sent in
+    the same round trip (lua/gated_writes.lua); short-lived."""
+    return f"cb:gate:{call_event_id}"
+
+
 def processed_event(event_id: str) -> str:
     """Exactly-once marker of one published event id (SPEC §4.6: one key per id, with a TTL)."""
     return f"cb:processed:event:{event_id}"

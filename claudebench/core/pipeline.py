@@ -8,7 +8,10 @@ The layers of SPEC §3.2 step 5 live in core/layers/, one module each. Redis wor
 - outcome (after the body, lua/pipeline_outcome.lua, off the request path): breaker accounting,
   counters, measured and audit entries, the cache write;
 - a mutating handler whose cache scopes have a cached reader also bumps those scopes (one INCR)
-  before it answers, so no later read is served a stale entry.
+  before it answers, so no later read is served a stale entry;
+- a handler declared with `prepare` (hook.pre_tool) does its deciding before the admission and
+  queues its writes right behind it, gated on the admission letting the call through
+  (lua/gated_writes.lua): one round trip for the whole call (Prepared).
 Layer order as SPEC §3.2: a cache hit skips everything else; a rate-limit rejection never reaches
 the breaker; an open breaker answers the fallback (read-only handlers, hooks) or -32001. Two
 departures, both from issue 4: a timeout counts as a breaker failure, and fallbacks are never
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +30,7 @@ import orjson
 from django.conf import settings
 from pydantic import BaseModel, ValidationError
 
-from claudebench.core import bus, metrics, registry
+from claudebench.core import bus, keys, metrics, registry
 from claudebench.core.clock import event_id, now_ms
 from claudebench.core.errors import CbError, HandlerError, InvalidParams, MethodNotFound
 from claudebench.core.layers import admission, cache, circuit, limits_of, outcome, rate_limit, timeout
@@ -62,6 +66,7 @@ class Ctx:
     meta: CallMeta
     event_id: str = field(default_factory=event_id)
     timestamp: int = field(default_factory=now_ms)
+    prepared: Any = None  # the handler's Prepared, when it has `prepare` and it succeeded
 
     @property
     def event(self) -> str:
@@ -137,8 +142,16 @@ async def call(event: str, params: Any, meta: CallMeta | None = None) -> dict[st
     ctx = Ctx(spec=spec, meta=meta)
     lim = limits_of(spec)
     digest = cache.digest(wire_in) if cache.cached(spec) else None
-    admitted = await admission.admit(ctx, wire_in, lim, digest)
+    prepared = await _prepare(ctx, data) if spec.prepare is not None else None
+    gate = keys.gate(ctx.event_id) if prepared is not None else None
+    pending = admission.admit_soon(ctx, wire_in, lim, digest, gate)
+    if prepared is not None:
+        prepared.start(gate)  # queued behind the admission: the same write, one round trip
+        ctx.prepared = prepared
+    admitted = await pending
     if admitted.verdict != "ok":
+        if prepared is not None:
+            await prepared.abandon()  # the gate was not set: nothing of it was written
         return _refused(ctx, data, lim, admitted)
     started = time.perf_counter()
     try:
@@ -149,6 +162,51 @@ async def call(event: str, params: Any, meta: CallMeta | None = None) -> dict[st
     await _after(ctx, lim, exc=None, started=started, digest=digest, tag=admitted.tag,
                  wire_in=wire_in, out=out)
     return out
+
+
+class Prepared:
+    """What a handler's `prepare` computed before its admission (`value`), and its Redis writes.
+
+    `send(gate)` queues the writes, each part gated on the key the admission sets when it lets
+    the call through, and returns an awaitable of one flag per part (True: written). The pipeline
+    starts them right behind the admission, so the call costs one round trip instead of two, and
+    a refused call writes nothing. The body awaits `written()`: a part that found no gate (the
+    admission itself had to be sent again after a script flush, so it ran behind them) is written
+    then by `resend(flags)`, ungated, since the call was let through."""
+
+    __slots__ = ("_pending", "resend", "send", "value")
+
+    def __init__(self, value: Any, send: Callable[[str], Awaitable[tuple[bool, ...]]],
+                 resend: Callable[[tuple[bool, ...]], Awaitable[None]]) -> None:
+        self.value = value
+        self.send = send
+        self.resend = resend
+        self._pending: Awaitable[tuple[bool, ...]] | None = None
+
+    def start(self, gate: str) -> None:
+        self._pending = self.send(gate)
+
+    async def written(self) -> None:
+        assert self._pending is not None
+        flags = await self._pending
+        if not all(flags):
+            await self.resend(flags)
+
+    async def abandon(self) -> None:
+        if self._pending is not None:
+            try:
+                await self._pending
+            except Exception:  # a refused call: its gated writes did nothing either way
+                log.debug("gated writes of a refused call failed", exc_info=True)
+
+
+async def _prepare(ctx: Ctx, data: Any) -> Prepared | None:
+    """The handler's early part; if it fails, the call goes the ordinary way (body after admission)."""
+    try:
+        return await ctx.spec.prepare(ctx, data)  # type: ignore[misc]
+    except Exception:
+        log.warning("prepare of %s failed; running it after admission instead", ctx.spec.event, exc_info=True)
+        return None
 
 
 def authorize(spec: HandlerSpec, meta: CallMeta) -> None:

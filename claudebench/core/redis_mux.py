@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl as ssl_module
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import hiredis
@@ -116,6 +116,14 @@ class Multiplexer:
         if self._transport is None or not self._writable.is_set():
             await self._ready()
         return await self._send(hiredis.pack_command(args))
+
+    def submit(self, *args: Any) -> Awaitable[Any]:
+        """Queue one command now and return its reply to await later: commands submitted one
+        after another, before the caller awaits anything, go out in that order in one write.
+        Not connected (or the write buffer full): a task that connects and sends it first."""
+        if self._transport is None or not self._writable.is_set():
+            return self.loop.create_task(self.execute(*args))
+        return self._send(hiredis.pack_command(args))
 
     async def execute_many(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Send many commands back to back; one reply or exception (not raised) per command.

@@ -92,6 +92,10 @@ class HandlerSpec:
     cache_scope: tuple[str, ...] | None = None
     # Token scope a caller needs (issue 10, claudebench/security/scopes.py): agent, operator, admin.
     scope: str = "agent"
+    # Optional `async prepare(ctx, data) -> core.pipeline.Prepared`: work done before admission
+    # whose Redis writes are queued behind the admission script, in its round trip, and done only
+    # if the call is let through; the body finds it as ctx.prepared (None when prepare failed).
+    prepare: Callable[[Any, Any], Awaitable[Any]] | None = None
 
     @property
     def domain(self) -> str:
@@ -125,6 +129,7 @@ def handler(
     declared_rate_limit: int | None = None, limits: Limits | None = None, cache_ttl_s: int = 0,
     mcp: Mcp | None = None, class_name: str | None = None, fallback: Callable[[Any], Any] | None = None,
     mutating: bool = True, cache_scope: tuple[str, ...] | None = None, scope: str = "agent",
+    prepare: Callable[[Any, Any], Awaitable[Any]] | None = None,
 ) -> Callable[[Handler], Handler]:
     """Declare a handler. See STYLE §2 for an example."""
     if not EVENT_NAME.match(event):
@@ -133,6 +138,8 @@ def handler(
         raise ValueError(f"{event}: mutating handlers are never cached (SPEC §3.4)")
     if scope not in ("agent", "operator", "admin"):
         raise ValueError(f"{event}: scope must be agent, operator or admin")
+    if prepare is not None and cache_ttl_s:
+        raise ValueError(f"{event}: a cached handler cannot write during its admission")
 
     def register(fn: Handler) -> Handler:
         if event in _HANDLERS and _HANDLERS[event].fn is not fn:
@@ -142,7 +149,7 @@ def handler(
             event=event, fn=fn, input=input, output=output, persist=persist,
             declared_rate_limit=declared_rate_limit, limits=limits or Limits(),
             cache_ttl_s=cache_ttl_s, mcp=mcp or Mcp(), class_name=class_name or _class_name(event),
-            fallback=fallback, mutating=mutating, cache_scope=cache_scope, scope=scope,
+            fallback=fallback, mutating=mutating, cache_scope=cache_scope, scope=scope, prepare=prepare,
             description=doc.splitlines()[0] if doc else f"Execute {event} event handler",
         )
         return fn

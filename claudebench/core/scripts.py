@@ -37,6 +37,25 @@ async def evalsha(r: Redis, name: str, keys: Sequence[str], args: Sequence[Any])
         return await mux.execute("EVALSHA", SHAS[name], len(keys), *keys, *args)
 
 
+def evalsha_soon(r: Redis, name: str, keys: Sequence[str], args: Sequence[Any]) -> Awaitable[Any]:
+    """Queue script `name` now and return its reply to await later (redis_mux.submit): scripts
+    queued one after another before the caller awaits go out in that order, in one write. A
+    NOSCRIPT answer is handled when the reply is awaited: the source is loaded and the call sent
+    again (so it then runs after whatever was queued behind it)."""
+    mux = redis_mux.of(r)
+    sent = mux.submit("EVALSHA", SHAS[name], len(keys), *keys, *args)
+    return _reply_loading(mux, sent, name, keys, args)
+
+
+async def _reply_loading(mux: redis_mux.Multiplexer, sent: Awaitable[Any], name: str, keys: Sequence[str],
+                         args: Sequence[Any]) -> Any:
+    try:
+        return await sent
+    except NoScriptError:
+        await mux.execute("SCRIPT", "LOAD", SOURCES[name])
+        return await mux.execute("EVALSHA", SHAS[name], len(keys), *keys, *args)
+
+
 async def evalsha_many(r: Redis, name: str, argvs: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
     """Script `name` once per (keys, args), all in one pipelined round trip; one reply or exception
     (not raised) per call, in order. Calls Redis answered NOSCRIPT are sent again after a load."""
@@ -82,12 +101,21 @@ def _check(reply: list[Any]) -> list[Any]:
 # --- event bus ------------------------------------------------------------------------------------
 def exactly_once_delivery_call(
     *, event_id: str, event_type: str, envelope: str, maxlen: int, stream_ttl_s: int, marker_ttl_s: int,
+    gate: str | None = None,
 ) -> tuple[list[str], list[Any]]:
-    """(keys, args) of one exactly_once_delivery call, for evalsha_many (the buffered publish)."""
-    return (
-        [keys.processed_event(event_id), keys.DUPLICATES_PREVENTED, keys.stream(event_type)],
-        [event_id, envelope, keys.channel(event_type), maxlen, stream_ttl_s, marker_ttl_s],
-    )
+    """(keys, args) of one exactly_once_delivery call, for evalsha_many (the buffered publish) and
+    the gated publish of a call whose admission is in the same round trip."""
+    call_keys = [keys.processed_event(event_id), keys.DUPLICATES_PREVENTED, keys.stream(event_type)]
+    if gate is not None:
+        call_keys.append(gate)
+    return call_keys, [event_id, envelope, keys.channel(event_type), maxlen, stream_ttl_s, marker_ttl_s]
+
+
+def exactly_once_delivery_soon(r: Redis, *, gate: str, **call: Any) -> Awaitable[Any]:
+    """Queue one delivery now that happens only if `gate` is set (see evalsha_soon); the reply is
+    the script's: {0, entry}, {1, count} for a duplicate, {2, ''} when the gate was not set."""
+    k, a = exactly_once_delivery_call(gate=gate, **call)
+    return evalsha_soon(r, "exactly_once_delivery", k, a)
 
 
 async def exactly_once_delivery(
@@ -610,23 +638,53 @@ def _admit_keys(event: str) -> tuple[str, tuple[str, ...]]:
     return keys.stream(event), tuple(keys.circuit(event, part) for part in ("state", "trips", "allowed", "rejected"))
 
 
-async def pipeline_admit(
+def pipeline_admit_soon(
     r: Redis, *, event: str, actor: str, envelope: str, stream_maxlen: int, stream_ttl_s: int,
     rate: int, window_ms: int, member: str, breaker: bool, half_open_trials: int,
     half_open_window_ms: int, cache_digest: str | None, cache_scopes: tuple[str, ...], now_iso: str,
-    audit_metadata: str, audit_maxlen: int, audit_ttl_s: int,
-) -> Admission:
+    audit_metadata: str, audit_maxlen: int, audit_ttl_s: int, gate: str | None = None, gate_ttl_ms: int = 0,
+) -> Awaitable[Admission]:
+    """Queue the admission now (see evalsha_soon); await the result for the verdict. With `gate`,
+    a call let through sets that key for `gate_ttl_ms`."""
     stream, circuit = _admit_keys(event)
-    reply = await _script(r, "pipeline_admit")(
-        keys=[stream, keys.ratelimit(event, actor), *circuit,
-              keys.METRICS_COUNTERS, keys.AUDIT_GENERAL, keys.cache_entry(event, cache_digest or "-"),
-              keys.METRICS_CACHE_HANDLER, *(keys.cache_version(s) for s in cache_scopes)],
-        args=[event, envelope, stream_maxlen, stream_ttl_s, rate, window_ms, member, int(breaker),
-              half_open_trials, half_open_window_ms, int(cache_digest is not None), actor, now_iso,
-              audit_metadata, audit_maxlen, audit_ttl_s],
+    reply = evalsha_soon(
+        r, "pipeline_admit",
+        [stream, keys.ratelimit(event, actor), *circuit,
+         keys.METRICS_COUNTERS, keys.AUDIT_GENERAL, keys.cache_entry(event, cache_digest or "-"),
+         keys.METRICS_CACHE_HANDLER, gate or keys.gate("-"), *(keys.cache_version(s) for s in cache_scopes)],
+        [event, envelope, stream_maxlen, stream_ttl_s, rate, window_ms, member, int(breaker),
+         half_open_trials, half_open_window_ms, int(cache_digest is not None), actor, now_iso,
+         audit_metadata, audit_maxlen, audit_ttl_s, int(gate is not None), gate_ttl_ms],
     )
-    return Admission(str(reply[0]), str(reply[1]) if len(reply) > 1 else "",
-                     str(reply[2]) if len(reply) > 2 else "")
+    return _admission(reply)
+
+
+async def _admission(reply: Awaitable[Any]) -> Admission:
+    got = await reply
+    return Admission(str(got[0]), str(got[1]) if len(got) > 1 else "", str(got[2]) if len(got) > 2 else "")
+
+
+async def pipeline_admit(r: Redis, **kwargs: Any) -> Admission:
+    """The admission of one call (keyword arguments of pipeline_admit_soon)."""
+    return await pipeline_admit_soon(r, **kwargs)
+
+
+def gated_writes(r: Redis, gate: str, commands: Sequence[Sequence[Any]]) -> Awaitable[bool]:
+    """Queue `commands` (each: name, key, further arguments) to run only if `gate` is set (see
+    lua/gated_writes.lua); the result says whether they ran."""
+    call_keys: list[str] = [gate]
+    index: dict[str, int] = {}
+    args: list[Any] = [len(commands)]
+    for name, key, *rest in commands:
+        if key not in index:
+            call_keys.append(key)
+            index[key] = len(call_keys)
+        args += [name, index[key], len(rest), *rest]
+    return _truthy(evalsha_soon(r, "gated_writes", call_keys, args))
+
+
+async def _truthy(reply: Awaitable[Any]) -> bool:
+    return bool(await reply)
 
 
 _DOMAIN_METRICS = {"hook": keys.METRICS_VALIDATION_CACHE, "task": keys.METRICS_QUEUES,
