@@ -5,7 +5,6 @@ CB_BUS_OUTBOX_MAX."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 
 import orjson
@@ -17,6 +16,7 @@ from claudebench.core.redis import close_redis, get_redis
 from events import outbox
 from events.memory_bus import MemoryBus
 from events.redis_bus import RedisBus
+from tests.own_valkey import OwnValkey
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -150,35 +150,9 @@ async def test_a_partition_key_is_recorded_after_storage(redis):
     assert orjson.loads(items[0]["data"])["metadata"] == {"partitionKey": "p-1"}
 
 
-class Valkey:
-    """A Valkey of this test's own on a Unix socket, to stop and start again."""
-
-    def __init__(self, directory) -> None:
-        self.dir, self.socket = directory, directory / "v.sock"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        from claudebench.engines.valkey import valkey_bin
-
-        self.proc = subprocess.Popen(
-            [str(valkey_bin()), "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
-             "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while not self.socket.exists():
-            assert time.monotonic() < deadline, "valkey did not start"
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        self.proc = None
-
-
 @pytest.fixture
 def own_valkey(tmp_path_factory, settings):
-    valkey = Valkey(tmp_path_factory.mktemp("vk"))
+    valkey = OwnValkey(tmp_path_factory.mktemp("vk"))
     valkey.start()
     settings.REDIS_URL = f"unix://{valkey.socket}?db=0"
     yield valkey

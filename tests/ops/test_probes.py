@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import time
 import uuid
 
 import httpx
@@ -15,6 +13,7 @@ from django.db import connection
 from claudebench.core import keys
 from claudebench.core.clock import now_ms
 from tests.ops.live import database_url, live_server, wait_until
+from tests.own_valkey import OwnValkey
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -46,33 +45,6 @@ async def test_readyz_needs_a_fresh_heartbeat(client, redis, settings):
 
 # --- a live server on a throwaway Valkey and a throwaway PostgreSQL database -----------------------
 
-class Valkey:
-    """A Valkey server of our own on a Unix socket in a temp dir (never the machine's)."""
-
-    def __init__(self, directory) -> None:
-        self.dir = directory
-        self.socket = directory / "valkey.sock"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        from claudebench.engines.valkey import valkey_bin
-
-        self.proc = subprocess.Popen(
-            [str(valkey_bin()), "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
-             "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while not self.socket.exists():
-            assert time.monotonic() < deadline, "valkey did not start"
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        self.proc = None
-
-
 def _admin(sql: str) -> None:
     db = connection.settings_dict
     with psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"] or "postgres",
@@ -98,7 +70,7 @@ def _ready(base: str) -> tuple[int, dict]:
 
 @pytest.mark.slow
 def test_readyz_flips_when_redis_or_postgres_goes_away_and_back(tmp_path, throwaway_db):
-    valkey = Valkey(tmp_path)
+    valkey = OwnValkey(tmp_path)
     valkey.start()
     try:
         env = {"REDIS_URL": f"unix://{valkey.socket}?db=0", "DATABASE_URL": database_url(throwaway_db),
