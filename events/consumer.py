@@ -22,7 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from claudebench.core import keys
+from claudebench.core import keys, redis_mux
 from claudebench.core.clock import iso_ms, now_ms
 from claudebench.core.redis import get_redis
 from events import delivery, entries, patterns
@@ -62,6 +62,19 @@ class _Batch:
     dead: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     counters: Counters = field(default_factory=Counters)
     last_id: str | None = None
+
+
+def flat_entries(reply: Any) -> list[Entry]:
+    """Entries of an XREADGROUP reply as the multiplexed connection gives it (RESP2, undecoded
+    structure: [[stream, [[id, [field, value, ...]], ...]], ...], or nil when nothing came)."""
+    return [(stream, entry_id, {flat[0]: flat[1]} if len(flat) == 2 else dict(zip(flat[::2], flat[1::2], strict=True)))
+            for stream, items in reply or () for entry_id, flat in items if flat is not None]
+
+
+def _discard(reply: Any) -> None:
+    """A reply nobody will read: retrieve its exception when it comes, so none is logged."""
+    if isinstance(reply, asyncio.Future):
+        reply.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
 async def ensure_group(r, stream: str, group: str) -> bool:
@@ -112,7 +125,8 @@ class GroupConsumer:
         self._claim_at = 0.0
         self._own_pending = True  # first read our own pending entries (a restart with the same name)
         self._transient_ms = 0
-        self._prefetched: list[Entry] = []  # read together with the previous batch's acks
+        self._prefetched: list[Entry] = []  # read while the previous batch was being delivered
+        self._types: dict[str, bool] = {}  # event type -> whether the subscription's patterns match
 
     # --- streams and groups ---------------------------------------------------------------------
     async def discover(self) -> int:
@@ -188,12 +202,39 @@ class GroupConsumer:
             self.streams.clear()
             self._discover_at = 0.0
             return Counters()
-        full = not claimed and len(found) >= self.sub.batch_size
-        counters = await self.process(found, claimed=len(claimed), prefetch=full and not self._own_pending)
+        # After a full batch more is waiting: read the next one now, so that Redis serves it while
+        # this one is delivered (its reply is awaited after the acks; its entries are ours).
+        ahead = None
+        if not claimed and len(found) >= self.sub.batch_size and not self._own_pending and not self.stop.is_set():
+            streams = list(self.streams)
+            ahead = redis_mux.of(get_redis()).submit("XREADGROUP", "GROUP", self.sub.group, self.name, "COUNT",
+                                                     self.sub.batch_size, "STREAMS", *streams, *(">" for _ in streams))
+            await asyncio.sleep(0)  # one loop turn: the read goes out before the deliveries start
+        try:
+            counters = await self.process(found, claimed=len(claimed))
+        except BaseException:
+            if ahead is not None:  # read but never delivered: ours, pending; read them again first
+                self._own_pending = True
+                _discard(ahead)
+            raise
+        if ahead is not None:
+            try:
+                self._prefetched = flat_entries(await ahead)
+            except ResponseError:  # e.g. NOGROUP: the next plain read sorts it out
+                pass
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                self._own_pending = True  # it may have been served: read our pending entries first
+                raise
         self.totals.add(counters)
         return counters
 
-    async def process(self, found: list[Entry], *, claimed: int = 0, prefetch: bool = False) -> Counters:
+    def wants_type(self, event_type: str) -> bool:
+        wanted = self._types.get(event_type)
+        if wanted is None:
+            wanted = self._types[event_type] = self.sub.wants_type(event_type)
+        return wanted
+
+    async def process(self, found: list[Entry], *, claimed: int = 0) -> Counters:
         batch = _Batch()
         batch.counters.claimed = claimed
         events: list[Event] = []
@@ -205,7 +246,7 @@ class GroupConsumer:
                 self._fail(batch, None, stream, entry_id, fields, f"malformed entry: {exc}", 1)
                 continue
             try:
-                wanted = delivery.accepts(self.sub, event)
+                wanted = delivery.accepts(self.sub, event, self.wants_type(event.type))
                 if wanted and self.sub.transform is not None:
                     event = self.sub.transform(event)
             except Exception as exc:  # a broken filter/transform fails this event, not the consumer
@@ -233,7 +274,7 @@ class GroupConsumer:
             outcomes = await asyncio.gather(*(one(e) for e in events))
             for event, outcome in zip(events, outcomes, strict=True):
                 self._settle(batch, [event], outcome)
-        await self._commit(batch, prefetch=prefetch and not self.stop.is_set())
+        await self._commit(batch)
         return batch.counters
 
     async def _deliver(self, target: Event | list[Event]) -> Outcome | None:
@@ -277,34 +318,33 @@ class GroupConsumer:
             log.error("%s dropped entry %s of %s after %d attempts: %s", self.sub.name, entry_id, stream,
                       attempts, reason)
 
-    async def _commit(self, batch: _Batch, *, prefetch: bool = False) -> None:
+    async def _commit(self, batch: _Batch) -> None:
         """Dead letters, acks and counters in one MULTI: a dead letter exists iff its entry is acked.
-        With `prefetch`, the same round trip reads the next batch (after a full one, more is waiting)."""
+        Sent down the loop's multiplexed connection (core/redis_mux.py) as one run of commands, so
+        nothing of another caller comes between MULTI and EXEC."""
         c = batch.counters
         if not batch.ack and not batch.dead and not (c.retried or c.claimed):
             return
-        metrics = keys.consumer_metrics(self.sub.group)
-        async with get_redis().pipeline(transaction=True) as pipe:
-            for key, fields in batch.dead:
-                pipe.xadd(key, fields, maxlen=settings.CB_DLQ_MAXLEN, approximate=True)
-                pipe.expire(key, settings.CB_DLQ_TTL_S)
-            for stream, ids in batch.ack.items():
-                pipe.xack(stream, self.sub.group, *ids)
-            for name, value in (("processed", c.processed), ("failed", c.failed), ("retried", c.retried),
-                                ("deadLettered", c.dead_lettered), ("skipped", c.skipped), ("claimed", c.claimed)):
-                if value:
-                    pipe.hincrby(metrics, name, value)
-            if batch.last_id:
-                pipe.hset(metrics, "lastId", batch.last_id)
-            if prefetch:  # the next batch in the same round trip (no BLOCK inside MULTI)
-                pipe.xreadgroup(self.sub.group, self.name, dict.fromkeys(self.streams, ">"),
-                                count=self.sub.batch_size)
-            replies = await pipe.execute(raise_on_error=False)
-        if prefetch:
-            read = replies.pop()
-            if not isinstance(read, Exception):  # e.g. NOGROUP: the next plain read sorts it out
-                self._prefetched = [(s, i, f) for s, items in read or [] for i, f in items]
-        for reply in replies:
+        group, metrics = self.sub.group, keys.consumer_metrics(self.sub.group)
+        commands: list[tuple[Any, ...]] = [("MULTI",)]
+        for key, fields in batch.dead:
+            commands.append(("XADD", key, "MAXLEN", "~", settings.CB_DLQ_MAXLEN, "*",
+                             *(part for item in fields.items() for part in item)))
+            commands.append(("EXPIRE", key, settings.CB_DLQ_TTL_S))
+        for stream, ids in batch.ack.items():
+            commands.append(("XACK", stream, group, *ids))
+        for name, value in (("processed", c.processed), ("failed", c.failed), ("retried", c.retried),
+                            ("deadLettered", c.dead_lettered), ("skipped", c.skipped), ("claimed", c.claimed)):
+            if value:
+                commands.append(("HINCRBY", metrics, name, value))
+        if batch.last_id:
+            commands.append(("HSET", metrics, "lastId", batch.last_id))
+        commands.append(("EXEC",))
+        replies = await redis_mux.of(get_redis()).execute_many(commands)
+        for reply in replies:  # a lost connection, EXECABORT, or an error inside the transaction
+            if isinstance(reply, Exception):
+                raise reply
+        for reply in replies[-1]:
             if isinstance(reply, Exception):
                 raise reply
 
