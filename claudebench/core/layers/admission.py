@@ -43,7 +43,3 @@ def admit_soon(ctx, wire_input: Any, lim: Limits, digest: str | None, gate: str 
         audit_metadata=audit.metadata(ctx), audit_maxlen=settings.CB_AUDIT_MAXLEN,
         audit_ttl_s=settings.CB_AUDIT_TTL_S, gate=gate, gate_ttl_ms=GATE_TTL_MS,
     )
-
-
-async def admit(ctx, wire_input: Any, lim: Limits, digest: str | None) -> Admission:
-    return await admit_soon(ctx, wire_input, lim, digest)
