@@ -93,7 +93,8 @@ async def rules(r: Redis) -> RuleSet:
     now = time.monotonic()
     if _Compiled.rules is not None and now < _Compiled.checked_at + refresh_s:
         return _Compiled.rules
-    raw, version = await r.mget(keys.HOOK_RULES, keys.HOOK_RULES_VERSION)
+    # On the multiplexed connection: the hot path's only other command besides its scripts.
+    raw, version = await redis_mux.of(r).execute("MGET", keys.HOOK_RULES, keys.HOOK_RULES_VERSION)
     _Compiled.checked_at = now
     version = version or "0"
     if raw is not None and raw == _Compiled.raw and version == _Compiled.version and _Compiled.rules is not None:
