@@ -20,6 +20,7 @@ cached. Nested calls (`ctx.call`) skip the rate limiter (see core/layers/rate_li
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -241,6 +242,7 @@ async def _after(ctx: Ctx, lim: registry.Limits, *, exc: Exception | None, start
     spec = ctx.spec
     seconds = time.perf_counter() - started
     failure = circuit.failure_type(exc) if exc is not None else ""
+    code: int | None = None
     if exc is None:
         metrics.observe(spec.event, "success", seconds=seconds)
     else:
@@ -248,12 +250,26 @@ async def _after(ctx: Ctx, lim: registry.Limits, *, exc: Exception | None, start
         metrics.observe(spec.event, "failure", seconds=seconds, code=code, failure_type=failure)
     if oplogs.CALLS.isEnabledFor(logging.INFO):  # issue 10: one structured line per call
         oplogs.call(ctx, outcome="success" if exc is None else failure or "failure", seconds=seconds,
-                    wire_in=wire_in, out=out, code=None if exc is None else code)
-    await outcome.record(ctx, lim, ok=exc is None, failure_type=failure, duration_ms=seconds * 1000,
-                         reason=_reason(exc), digest=digest, tag=tag, wire_input=wire_in, wire_output=out)
+                    wire_in=wire_in, out=out, code=code)
+    if settings.CB_PIPELINE_OUTCOME_INLINE:
+        _record(ctx, lim, exc, failure, seconds, digest, tag, wire_in, out)
+        await outcome.settle()
+    else:
+        # The outcome is built on the loop's next turn, which comes after this call's answer is
+        # written: it costs the caller no latency (outcome.settle() waits for it too).
+        asyncio.get_running_loop().call_soon(_record, ctx, lim, exc, failure, seconds, digest, tag, wire_in, out)
     bumped = cache.bumped_scopes(spec)
     if bumped:
         await cache.invalidate(get_redis(), bumped)
+
+
+def _record(ctx: Ctx, lim: registry.Limits, exc: Exception | None, failure: str, seconds: float,
+            digest: str | None, tag: str, wire_in: Any, out: dict[str, Any] | None) -> None:
+    try:
+        outcome.add(ctx, lim, ok=exc is None, failure_type=failure, duration_ms=seconds * 1000,
+                    reason=_reason(exc), digest=digest, tag=tag, wire_input=wire_in, wire_output=out)
+    except Exception:  # bookkeeping must never break calls; say so and go on
+        log.exception("outcome of a %s call could not be recorded", ctx.spec.event)
 
 
 def _reason(exc: Exception | None) -> str:

@@ -84,8 +84,9 @@ def _domain_metrics(event: str, domain: str) -> str:
     return ""
 
 
-async def record(ctx, lim: Limits, *, ok: bool, failure_type: str, duration_ms: float, reason: str,
-                 digest: str | None, tag: str, wire_input: Any, wire_output: dict[str, Any] | None) -> None:
+def add(ctx, lim: Limits, *, ok: bool, failure_type: str, duration_ms: float, reason: str,
+        digest: str | None, tag: str, wire_input: Any, wire_output: dict[str, Any] | None) -> None:
+    """Buffer one call's outcome for this loop's writer."""
     spec = ctx.spec
     kwargs = dict(
         event=spec.event, ok=ok, failure_type=failure_type, duration_ms=duration_ms,
@@ -99,14 +100,13 @@ async def record(ctx, lim: Limits, *, ok: bool, failure_type: str, duration_ms: 
         domain=spec.domain, domain_metrics=_domain_metrics(spec.event, spec.domain),
         timeout_on=lim.timeout_ms is not None,
     )
-    writer = _writer()
-    writer.add(spec.event, kwargs)
-    if settings.CB_PIPELINE_OUTCOME_INLINE:
-        await settle()
+    _writer().add(spec.event, kwargs)
 
 
 async def settle() -> None:
-    """Wait until this event loop's buffered outcomes are in Redis."""
+    """Wait until this event loop's buffered outcomes are in Redis (also those of calls that
+    answered a moment ago and whose bookkeeping is still queued on the loop, core/pipeline.py)."""
+    await asyncio.sleep(0)
     writer = _writers.get(asyncio.get_running_loop())
     while writer is not None and writer.task is not None:
         await asyncio.shield(writer.task)
