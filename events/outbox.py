@@ -4,9 +4,11 @@ events are held in memory while Redis is unreachable and delivered when it is ba
 `RedisBus.publish()` builds and checks the envelope here (a payload JSON cannot carry raises at
 once), puts it in the outbox of the running event loop and returns its id. One writer task per
 loop sends what is queued as pipelined EVALSHAs of lua/exactly_once_delivery.lua (the wire of
-SPEC §4.2, the same call core/bus.publish makes), one batch in flight at a time: whatever queued
-while a batch was on its way goes in the next one, so a lone publisher no longer waits a round
-trip per event, and the order of one loop's publishes is the order on the streams.
+SPEC §4.2, the same call core/bus.publish makes), in batches, up to IN_FLIGHT of them on the
+connection at once (queued one after the other on one connection, so Redis runs them in order
+and a dropped connection fails every batch after the first one it failed): whatever queued while
+batches were on their way goes in the next one, so a lone publisher no longer waits a round trip
+per event, and the order of one loop's publishes is the order on the streams.
 
 - Bounded: the outbox holds at most CB_BUS_OUTBOX_MAX events (queued plus in flight); a publish
   that finds it full waits for room, in arrival order.
@@ -41,12 +43,13 @@ from django.conf import settings
 from redis import exceptions as rexc
 
 from claudebench.core import bus as core_bus
-from claudebench.core import scripts
+from claudebench.core import redis_mux, scripts
 from claudebench.core.redis import get_redis
 
 log = logging.getLogger("claudebench.events.outbox")
 
 BATCH_MAX = 1000  # events per pipelined batch
+IN_FLIGHT = 2  # batches queued on the connection at once: Redis runs one while we settle the other
 BACKOFF_MIN_S = 0.05
 BACKOFF_MAX_S = 2.0
 CLOSE_TIMEOUT_S = 10.0
@@ -63,6 +66,13 @@ class _Item:
     partition_key: str | None
     confirm: asyncio.Future | None = None  # wait=True: the publisher's result
     flushers: list[asyncio.Future] | None = None  # flush() calls waiting for this event
+
+
+@dataclass(slots=True, eq=False)
+class _Flight:
+    items: list[_Item]
+    replies: asyncio.Future  # of the EVALSHA replies, in order
+    queued: bool  # on the open connection (redis_mux.queue_many), not a task still connecting
 
 
 @dataclass
@@ -86,7 +96,8 @@ class Outbox:
 
     def __post_init__(self) -> None:
         self._queue: deque[_Item] = deque()
-        self._batch: list[_Item] = []  # in flight
+        self._flights: deque[_Flight] = deque()  # sent, oldest first
+        self._in_flight = 0  # events in self._flights
         self._blocked: deque[tuple[_Item, asyncio.Future]] = deque()  # waiting for room
         self._writer: asyncio.Task | None = None
         self._down_since: float | None = None
@@ -95,7 +106,7 @@ class Outbox:
     @property
     def size(self) -> int:
         """Events held: queued and in flight."""
-        return len(self._queue) + len(self._batch)
+        return len(self._queue) + self._in_flight
 
     @property
     def pending(self) -> int:
@@ -144,8 +155,8 @@ class Outbox:
                 return item
         if self._queue:
             return self._queue[-1]
-        if self._batch:
-            return self._batch[-1]
+        if self._flights:
+            return self._flights[-1].items[-1]
         return None
 
     def _hand_over(self, item: _Item) -> None:
@@ -184,14 +195,13 @@ class Outbox:
             except asyncio.CancelledError:
                 pass
         error = rexc.ConnectionError("events outbox closed before the event was stored")
-        lost = list(self._queue) + self._batch
+        lost = list(self._queue)  # the cancelled writer put what it had in flight back in the queue
         for item, admitted in self._blocked:
             if not admitted.done():
                 admitted.set_exception(error)  # its publish raises: it was never accepted
                 lost.append(item)
         self._blocked.clear()
         self._queue.clear()
-        self._batch = []
         for item in lost:
             self._finish(item, error)
         self.counters.failed += len(lost)
@@ -202,45 +212,110 @@ class Outbox:
 
     # --- the writer -------------------------------------------------------------------------------
     async def _write(self) -> None:
+        """Send the queue in batches, up to IN_FLIGHT of them on the connection at once, and settle
+        them in the order sent. Batches are queued one after another on one connection, so Redis
+        runs them in publish order; a new one is queued only behind flights still waiting for their
+        replies (a dropped connection answers all of those at once), never behind a failed one."""
         delay = BACKOFF_MIN_S
+        loop = asyncio.get_running_loop()
+        resend: list[_Item] = []
         try:
-            while self._queue:
-                batch = [self._queue.popleft() for _ in range(min(len(self._queue), BATCH_MAX))]
-                self._batch = batch
-                try:
-                    resend = await self._send(batch)
-                except asyncio.CancelledError:  # close(), or the loop shutting down: keep them queued
-                    self._queue.extendleft(reversed(batch))
-                    self._batch = []
-                    log.warning("events outbox writer stopped with %d event(s) not stored", self.pending)
-                    raise
-                self._batch = []
-                if resend:
+            while self._queue or self._flights:
+                self._launch()
+                resend, reload = await self._settle_first()
+                if resend:  # the later flights failed the same way, or not at all: keep the order
+                    while self._flights:
+                        more, again = await self._settle_first()
+                        resend += more
+                        reload = reload or again
                     self._queue.extendleft(reversed(resend))
-                    self.counters.resent += len(resend)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, BACKOFF_MAX_S)
+                    count, resend = len(resend), []
+                    if reload and not self._down_since and await self._load_script():
+                        pass  # NOSCRIPT (a script flush) ran nothing: send again at once
+                    else:
+                        self.counters.resent += count
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, BACKOFF_MAX_S)
                 else:
                     delay = BACKOFF_MIN_S
                 # Publishers waiting for room resume after the next batch is on the wire: admitted
                 # from a callback, their wake-ups queue behind the write the next batch schedules.
-                asyncio.get_running_loop().call_soon(self._admit_blocked)
+                loop.call_soon(self._admit_blocked)
+        except asyncio.CancelledError:  # close(), or the loop shutting down: keep them queued
+            held = resend + [item for flight in self._flights for item in flight.items]
+            for flight in self._flights:
+                flight.replies.cancel()
+            self._flights.clear()
+            self._in_flight = 0
+            self._queue.extendleft(reversed(held))
+            log.warning("events outbox writer stopped with %d event(s) not stored", self.pending)
+            raise
         finally:
             self._writer = None
 
-    async def _send(self, batch: list[_Item]) -> list[_Item]:
-        """One pipelined round trip for `batch`; returns the events to send again."""
+    async def _settle_first(self) -> tuple[list[_Item], bool]:
+        """Wait for the oldest flight's replies and settle it; it stays in flight (counted, and the
+        newest event for flush()) until then."""
+        flight = self._flights[0]
+        outcome = await self._settle(flight.items, await flight.replies)
+        self._flights.popleft()
+        self._in_flight -= len(flight.items)
+        return outcome
+
+    def _launch(self) -> None:
+        """Queue batches on the open connection up to IN_FLIGHT; with none open (and nothing in
+        flight), one batch through a task that connects first."""
+        while self._queue and len(self._flights) < IN_FLIGHT:
+            if self._flights and (not self._flights[-1].queued or self._flights[-1].replies.done()):
+                return  # behind a connect, or a flight already answered (maybe failed): settle first
+            batch = [self._queue.popleft() for _ in range(min(len(self._queue), BATCH_MAX))]
+            commands = [("EVALSHA", scripts.SHAS["exactly_once_delivery"], len(k), *k, *a)
+                        for k, a in self._calls(batch)]
+            replies = redis_mux.of(get_redis()).queue_many(commands)
+            queued = replies is not None
+            if replies is None:
+                if self._flights:  # not connected any more: this batch waits for those before it
+                    self._queue.extendleft(reversed(batch))
+                    return
+                replies = asyncio.get_running_loop().create_task(self._connect_and_send(commands))
+            self._flights.append(_Flight(batch, replies, queued))
+            self._in_flight += len(batch)
+            if not queued:
+                return
+
+    @staticmethod
+    def _calls(batch: list[_Item]) -> list[tuple[list[str], list[Any]]]:
         maxlen, stream_ttl_s = settings.CB_STREAM_MAXLEN, settings.CB_STREAM_TTL_S
         marker_ttl_s = settings.CB_PROCESSED_EVENT_TTL_S
-        calls = [
-            scripts.exactly_once_delivery_call(event_id=i.event_id, event_type=i.event_type, envelope=i.body,
-                                               maxlen=maxlen, stream_ttl_s=stream_ttl_s, marker_ttl_s=marker_ttl_s)
-            for i in batch
-        ]
-        replies = await self._run("exactly_once_delivery", calls)
+        return [scripts.exactly_once_delivery_call(event_id=i.event_id, event_type=i.event_type, envelope=i.body,
+                                                   maxlen=maxlen, stream_ttl_s=stream_ttl_s,
+                                                   marker_ttl_s=marker_ttl_s) for i in batch]
+
+    @staticmethod
+    async def _connect_and_send(commands: list[tuple[Any, ...]]) -> list[Any]:
+        try:
+            return await redis_mux.of(get_redis()).execute_many(commands)
+        except UNREACHABLE as exc:  # could not connect
+            return [exc] * len(commands)
+
+    @staticmethod
+    async def _load_script() -> bool:
+        try:
+            await redis_mux.of(get_redis()).execute("SCRIPT", "LOAD", scripts.SOURCES["exactly_once_delivery"])
+        except UNREACHABLE:
+            return False  # the resend finds out, after a pause
+        except rexc.ResponseError as exc:
+            log.error("events outbox: loading lua/exactly_once_delivery.lua failed: %s", exc)
+            return False
+        return True
+
+    async def _settle(self, batch: list[_Item], replies: list[Any]) -> tuple[list[_Item], bool]:
+        """Count and finish the events of one batch; returns (events to send again, whether Redis
+        answered NOSCRIPT: those ran nothing)."""
         resend: list[_Item] = []
         finished: list[tuple[_Item, Exception | None]] = []
         partitioned: list[_Item] = []
+        noscript = False
         for item, reply in zip(batch, replies, strict=True):
             if isinstance(reply, UNREACHABLE):
                 if item.confirm is not None:  # its caller learns it failed, as with core publish
@@ -248,6 +323,9 @@ class Outbox:
                     self.counters.failed += 1
                 else:
                     resend.append(item)
+            elif isinstance(reply, rexc.NoScriptError):
+                noscript = True
+                resend.append(item)
             elif isinstance(reply, Exception):
                 log.error("event %s (%s) not published: %s", item.event_id, item.event_type, reply)
                 self.counters.failed += 1
@@ -272,7 +350,7 @@ class Outbox:
             await self._partition(partitioned)
         for item, error in finished:
             self._finish(item, error)
-        return resend
+        return resend, noscript
 
     async def _partition(self, items: list[_Item]) -> None:
         """PARTITION_EVENT for stored events with a partition key; sent again while unreachable."""

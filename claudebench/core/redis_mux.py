@@ -131,18 +131,31 @@ class Multiplexer:
         and a gather callback per command cost more than the command itself on big batches."""
         if self._transport is None or not self._writable.is_set():
             await self._ready()
-        n = len(commands)
-        if n == 0:
+        if not commands:
             return []
-        if self._transport is None:  # dropped between the caller's connect and now
-            return [rexc.ConnectionError("Redis connection is not open")] * n
-        batch = _Batch(self.loop.create_future(), n)
-        self._pending.extend([batch] * n)
+        replies = self.queue_many(commands)
+        if replies is None:  # dropped between the caller's connect and now
+            return [rexc.ConnectionError("Redis connection is not open")] * len(commands)
+        return await replies
+
+    def queue_many(self, commands: Sequence[Sequence[Any]]) -> asyncio.Future | None:
+        """execute_many without waiting: queues the commands now, on the connection open now, and
+        returns the future of their replies (as execute_many answers them); None, with nothing
+        queued, when no connection is open. Batches queued one after another go out in that order
+        on one connection, so a failure of one (a dropped connection) fails all queued after it.
+        Does not wait for the write buffer to drain: the caller bounds what it queues."""
+        if self._transport is None:
+            return None
+        batch = _Batch(self.loop.create_future(), len(commands))
+        if not commands:
+            batch.future.set_result([])
+            return batch.future
+        self._pending.extend([batch] * len(commands))
         self._queued.append(b"".join([hiredis.pack_command(tuple(c)) for c in commands]))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
-        return await batch.future
+        return batch.future
 
     def _send(self, packed: bytes) -> asyncio.Future:
         fut = self.loop.create_future()
