@@ -61,6 +61,7 @@ def test_start_reuse_stop_and_valkey_keeps_its_data(data):
     client = valkey_at(data)
     assert client.config_get("port") == {"port": "0"}  # no TCP
     assert client.config_get("appendonly") == {"appendonly": "yes"}
+    assert client.config_get("auto-aof-rewrite-min-size") == {"auto-aof-rewrite-min-size": str(256 * 1024 * 1024)}
     client.set("survives", "a restart")
     client.close()
 
