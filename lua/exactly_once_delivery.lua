@@ -16,6 +16,12 @@ if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[6]) then
   return {1, count}
 end
 local entry = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'data', ARGV[2])
-redis.call('EXPIRE', KEYS[3], ARGV[5])
+-- The stream lives ARGV[5] seconds after its last event. Its TTL is set again only once it has
+-- run down by a tenth of it, at most a minute: a busy stream gets one EXPIRE (one append-only
+-- file record) a minute, not one per event. A new stream (TTL -1) gets it at once.
+local stream_ttl = tonumber(ARGV[5])
+if redis.call('TTL', KEYS[3]) < stream_ttl - math.min(60, math.floor(stream_ttl / 10)) then
+  redis.call('EXPIRE', KEYS[3], stream_ttl)
+end
 redis.call('PUBLISH', ARGV[3], ARGV[2])
 return {0, entry}

@@ -99,3 +99,17 @@ async def test_event_ids_are_unique_under_concurrency(redis):
     assert len(set(ids)) == 200
     assert await redis.xlen(keys.stream(TYPE)) == 200
     assert await redis.get(keys.DUPLICATES_PREVENTED) is None
+
+
+async def test_the_stream_ttl_is_renewed_once_it_ran_down_by_a_tenth(redis):
+    await deliver(redis, event_id(), '{"n":1}', stream_ttl=500)
+    assert 490 < await redis.ttl(keys.stream(TYPE)) <= 500
+    await redis.expire(keys.stream(TYPE), 460)  # 40 s later: within the tenth, left alone
+    await deliver(redis, event_id(), '{"n":2}', stream_ttl=500)
+    assert await redis.ttl(keys.stream(TYPE)) <= 460
+    await redis.expire(keys.stream(TYPE), 440)  # 60 s later: renewed
+    await deliver(redis, event_id(), '{"n":3}', stream_ttl=500)
+    assert 490 < await redis.ttl(keys.stream(TYPE)) <= 500
+    await redis.expire(keys.stream(TYPE), 4)  # a short TTL is renewed by every event
+    await deliver(redis, event_id(), '{"n":4}', stream_ttl=5)
+    assert await redis.ttl(keys.stream(TYPE)) == 5
