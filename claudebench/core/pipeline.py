@@ -147,8 +147,12 @@ async def call(event: str, params: Any, meta: CallMeta | None = None) -> dict[st
     gate = keys.gate(ctx.event_id) if prepared is not None else None
     pending = admission.admit_soon(ctx, wire_in, lim, digest, gate)
     if prepared is not None:
-        prepared.start(gate)  # queued behind the admission: the same write, one round trip
-        ctx.prepared = prepared
+        try:
+            prepared.start(gate)  # queued behind the admission: the same write, one round trip
+            ctx.prepared = prepared
+        except Exception:  # nothing of it was queued: the body does it the ordinary way
+            log.warning("gated writes of %s could not be queued", spec.event, exc_info=True)
+            prepared = None
     admitted = await pending
     if admitted.verdict != "ok":
         if prepared is not None:
