@@ -26,7 +26,7 @@ from claudebench.core.redis import close_redis, get_redis  # noqa: E402
 from claudebench.ops import front  # noqa: E402
 from claudebench.transport import mcp  # noqa: E402
 from claudebench.transport.app import app as transport_app  # noqa: E402
-from events import background  # noqa: E402
+from events import background, outbox  # noqa: E402
 
 log = logging.getLogger("claudebench.asgi")
 
@@ -71,7 +71,7 @@ class Lifespan:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 5)
         await pipeline.settle()  # pending post-call bookkeeping (audit, breaker) reaches Redis
-        await background.close_outbox()  # events published through the bus's buffer (events/outbox.py)
+        await outbox.close()  # events published through the bus's buffer reach Redis
         await pg.close_pool()
         await close_redis()
 

@@ -145,16 +145,9 @@ class _Runner:
             for message in batch:
                 await layer.send(settings.CB_BACKGROUND_CHANNEL, message)
             handed += len(batch)
-        await close_outbox()
+        await outbox.close()  # what this worker's runs published through the bus's buffer
         log.info("background worker stopped runs=%d handed_back=%d", self.done, handed)
         raise SystemExit(0)
-
-
-async def close_outbox() -> int:
-    """At the shutdown of a web process (asgi.Lifespan) or a runworker: what was published through
-    the bus's buffer on this loop reaches Redis, within a time limit (events/outbox.py). Returns
-    the events it had to drop."""
-    return await outbox.close()
 
 
 _runner: _Runner | None = None

@@ -126,7 +126,6 @@ class GroupConsumer:
         self._own_pending = True  # first read our own pending entries (a restart with the same name)
         self._transient_ms = 0
         self._prefetched: list[Entry] = []  # read while the previous batch was being delivered
-        self._types: dict[str, bool] = {}  # event type -> whether the subscription's patterns match
 
     # --- streams and groups ---------------------------------------------------------------------
     async def discover(self) -> int:
@@ -228,12 +227,6 @@ class GroupConsumer:
         self.totals.add(counters)
         return counters
 
-    def wants_type(self, event_type: str) -> bool:
-        wanted = self._types.get(event_type)
-        if wanted is None:
-            wanted = self._types[event_type] = self.sub.wants_type(event_type)
-        return wanted
-
     async def process(self, found: list[Entry], *, claimed: int = 0) -> Counters:
         batch = _Batch()
         batch.counters.claimed = claimed
@@ -246,7 +239,7 @@ class GroupConsumer:
                 self._fail(batch, None, stream, entry_id, fields, f"malformed entry: {exc}", 1)
                 continue
             try:
-                wanted = delivery.accepts(self.sub, event, self.wants_type(event.type))
+                wanted = delivery.accepts(self.sub, event)
                 if wanted and self.sub.transform is not None:
                     event = self.sub.transform(event)
             except Exception as exc:  # a broken filter/transform fails this event, not the consumer

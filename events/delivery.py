@@ -20,12 +20,11 @@ class Outcome:
     error: str | None = None
 
 
-def accepts(sub: Subscription, event: Event, wanted_type: bool | None = None) -> bool:
-    """Whether `sub` should get `event` at all (a skipped event is acknowledged, not delivered).
-    `wanted_type`: sub.wants_type(event.type), when the caller knows it already."""
+def accepts(sub: Subscription, event: Event) -> bool:
+    """Whether `sub` should get `event` at all (a skipped event is acknowledged, not delivered)."""
     if event.kind == "request" and not sub.include_requests:
         return False  # SPEC §4.7: request records are never re-executed or mistaken for events
-    if not (sub.wants_type(event.type) if wanted_type is None else wanted_type):
+    if not sub.wants_type(event.type):
         return False
     target = event.metadata.get("requeuedFor")
     if target is not None and target != sub.group:

