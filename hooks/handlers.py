@@ -17,6 +17,7 @@ import orjson
 from django.conf import settings
 
 from claudebench.core import bus, keys
+from claudebench.core.clock import event_id as new_event_id
 from claudebench.core.clock import iso_ms, now_ms
 from claudebench.core.errors import HookBlocked
 from claudebench.core.pipeline import Ctx, Prepared
@@ -72,13 +73,11 @@ async def _pre_tool_prepare(ctx: Ctx, data: PreToolIn) -> Prepared:
     r, instance_id = ctx.redis, _instance(ctx, data.instance_id)
     decision, records = await validator.decide(r, data.tool, data.params)
     answer = decision.wire()
-    event = _pre_tool_event(data, instance_id, answer)
-    event_id: list[str] = []
+    event, eid = _pre_tool_event(data, instance_id, answer), new_event_id()
 
     def send(gate: str) -> Awaitable[tuple[bool, ...]]:
-        eid, published = bus.publish_gated("hook.pre_tool.executed", event, gate=gate,
-                                           correlation_id=ctx.meta.correlation_id)
-        event_id.append(eid)
+        published = bus.publish_gated("hook.pre_tool.executed", event, gate=gate, id=eid,
+                                      correlation_id=ctx.meta.correlation_id)
         recorded = validator.record_gated(r, gate, data.tool, data.params, decision, records, actor=ctx.actor,
                                           session_id=data.session_id, instance_id=instance_id)
         return _parts_written(published, recorded)
@@ -86,7 +85,7 @@ async def _pre_tool_prepare(ctx: Ctx, data: PreToolIn) -> Prepared:
     async def resend(flags: tuple[bool, ...]) -> None:
         published, recorded = flags
         if not published:  # same id: exactly once even if it had been delivered after all
-            await ctx.publish("hook.pre_tool.executed", event, id=event_id[0])
+            await ctx.publish("hook.pre_tool.executed", event, id=eid)
         if not recorded:
             await validator.record(r, data.tool, data.params, decision, records, actor=ctx.actor,
                                    session_id=data.session_id, instance_id=instance_id)

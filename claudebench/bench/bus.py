@@ -31,7 +31,7 @@ from claudebench.bench.stats import Measurement
 from claudebench.core import keys
 from claudebench.core.bus import envelope
 from claudebench.core.clock import iso_ms, now_ms
-from claudebench.core.redis import close_redis, get_redis
+from claudebench.core.redis import close_redis, get_redis, unlink_matching
 
 B4_TYPE = "bench.consumed"
 B4_GROUP = "cb:bench-noop"
@@ -123,14 +123,7 @@ async def _forget_b3(r: aioredis.Redis) -> int:
     from. Left in place, the ~400,000 markers of the 1-publisher round made every AOF rewrite
     (one every ~2 s at this write rate) copy them again: 21.2k ev/s on an empty database, then
     18.0k and 18.4k in rounds run after it."""
-    removed, chunk = 0, []
-    async for key in r.scan_iter(match=keys.processed_event("*"), count=5000):
-        chunk.append(key)
-        if len(chunk) == 5000:
-            removed += await r.unlink(*chunk)
-            chunk = []
-    if chunk:
-        removed += await r.unlink(*chunk)
+    removed = await unlink_matching(r, keys.processed_event("*"), batch=5000)
     await r.unlink(keys.stream("task.created"))
     return removed
 

@@ -107,18 +107,17 @@ async def publish(
 
 def publish_gated(
     event_type: str, payload: Any, metadata: dict[str, Any] | None = None, *, gate: str,
-    correlation_id: str | None = None,
-) -> tuple[str, Any]:
-    """The event's id, and its delivery queued now to happen only if `gate` is set: for a handler
-    whose writes go in the same round trip as its admission (core/pipeline.py, Prepared). Await
-    the second item: the script's reply (scripts.exactly_once_delivery_soon)."""
-    env, body = prepare(event_type, payload, metadata, correlation_id=correlation_id)
-    reply = scripts.exactly_once_delivery_soon(
+    id: str | None = None, correlation_id: str | None = None,
+) -> Any:
+    """Queue one event's delivery now, to happen only if `gate` is set: for a handler whose writes
+    go in the same round trip as its admission (core/pipeline.py, Prepared). Await the result for
+    the script's reply (scripts.exactly_once_delivery_soon)."""
+    env, body = prepare(event_type, payload, metadata, id=id, correlation_id=correlation_id)
+    return scripts.exactly_once_delivery_soon(
         get_redis(), gate=gate, event_id=env["id"], event_type=event_type, envelope=body,
         maxlen=settings.CB_STREAM_MAXLEN, stream_ttl_s=settings.CB_STREAM_TTL_S,
         marker_ttl_s=settings.CB_PROCESSED_EVENT_TTL_S,
     )
-    return env["id"], reply
 
 
 async def record_request(event: str, payload: Any, *, client_id: str | None) -> None:

@@ -42,6 +42,19 @@ def get_redis() -> aioredis.Redis:
     return client
 
 
+async def unlink_matching(r: aioredis.Redis, pattern: str, *, batch: int = 500) -> int:
+    """UNLINK every key matching `pattern` (SCAN, `batch` keys a command); returns how many."""
+    removed, chunk = 0, []
+    async for key in r.scan_iter(match=pattern, count=batch):
+        chunk.append(key)
+        if len(chunk) >= batch:
+            removed += await r.unlink(*chunk)
+            chunk = []
+    if chunk:
+        removed += await r.unlink(*chunk)
+    return removed
+
+
 async def close_redis() -> None:
     global _last
     loop = asyncio.get_running_loop()

@@ -29,12 +29,7 @@ SHAS: dict[str, str] = {name: hashlib.sha1(source.encode()).hexdigest() for name
 async def evalsha(r: Redis, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
     """Run script `name` on the client's multiplexed connection (EVALSHA; loaded again and re-sent
     if Redis answers NOSCRIPT, which it does before running anything)."""
-    mux = redis_mux.of(r)
-    try:
-        return await mux.execute("EVALSHA", SHAS[name], len(keys), *keys, *args)
-    except NoScriptError:
-        await mux.execute("SCRIPT", "LOAD", SOURCES[name])
-        return await mux.execute("EVALSHA", SHAS[name], len(keys), *keys, *args)
+    return await evalsha_soon(r, name, keys, args)
 
 
 def evalsha_soon(r: Redis, name: str, keys: Sequence[str], args: Sequence[Any]) -> Awaitable[Any]:

@@ -89,26 +89,25 @@ class Formatter(logging.Formatter):
 
     _second: tuple[int, str] = (-1, "")
 
+    def _stamp(self, created: float, msecs: int) -> str:
+        second = int(created)
+        cached = self._second
+        if cached[0] != second:
+            cached = self._second = (second, time.strftime(self.default_time_format, self.converter(second)))
+        return f"{cached[1]},{msecs:03d}"
+
     def plain_line(self, name: str, message: str) -> str | None:
         """The INFO line this formatter would make of `message` from logger `name`, made without a
         LogRecord; None unless the format is PLAIN_FORMAT with the default time format."""
         if self._fmt != PLAIN_FORMAT or self.datefmt is not None or type(self).formatTime is not Formatter.formatTime:
             return None
         now = time.time()
-        second = int(now)
-        cached = self._second
-        if cached[0] != second:
-            cached = self._second = (second, time.strftime(self.default_time_format, self.converter(second)))
-        return f"{cached[1]},{int((now - second) * 1000):03d} INFO {name} {message}\n"
+        return f"{self._stamp(now, int((now - int(now)) * 1000))} INFO {name} {message}\n"
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         if datefmt is not None:
             return super().formatTime(record, datefmt)
-        second = int(record.created)
-        cached = self._second
-        if cached[0] != second:
-            cached = self._second = (second, time.strftime(self.default_time_format, self.converter(second)))
-        return f"{cached[1]},{int(record.msecs):03d}"
+        return self._stamp(record.created, int(record.msecs))
 
 
 def _flusher(ref: weakref.ref[BufferedStreamHandler]) -> None:

@@ -16,6 +16,7 @@ from claudebench.core import keys, pg
 from claudebench.core.clock import iso_ms, now_ms
 from claudebench.core.errors import HandlerError, InvalidParams, Unauthorized
 from claudebench.core.pipeline import Ctx
+from claudebench.core.redis import unlink_matching
 from claudebench.core.registry import Limits, Mcp, handler
 from instances import inspection
 from instances.schemas import (
@@ -182,14 +183,7 @@ async def system_flush(ctx: Ctx, data: SystemFlushIn) -> SystemFlushOut:
         raise Unauthorized("system.flush is disabled on this server (CB_ALLOW_FLUSH=false)")
     r, deleted = ctx.redis, 0
     for pattern in keys.FLUSH_PATTERNS:
-        batch: list[str] = []
-        async for key in r.scan_iter(match=pattern, count=500):
-            batch.append(key)
-            if len(batch) == 100:
-                deleted += await r.unlink(*batch)
-                batch = []
-        if batch:
-            deleted += await r.unlink(*batch)
+        deleted += await unlink_matching(r, pattern)
     postgres = None
     if data.include_postgres:
         try:
