@@ -20,9 +20,19 @@ local event = ARGV[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
+-- A key that lives `ttl` seconds after its last write gets its TTL set again only once it has run
+-- down by a tenth of it (at most a minute), as lua/exactly_once_delivery.lua does for streams: TTL
+-- is a read, EXPIRE a write that the append-only file records on every call.
+local function renew(key, ttl)
+  ttl = tonumber(ttl)
+  if redis.call('TTL', key) < ttl - math.min(60, math.floor(ttl / 10)) then
+    redis.call('EXPIRE', key, ttl)
+  end
+end
+
 local function count(field)
   redis.call('HINCRBY', KEYS[7], field, 1)
-  redis.call('EXPIRE', KEYS[7], 3600)
+  renew(KEYS[7], 3600)
 end
 
 local function audit(action, result, reason)
@@ -33,7 +43,7 @@ end
 
 -- SPEC §3.2 step 3: the request record, whatever the layers decide.
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'data', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
+renew(KEYS[1], ARGV[4])
 
 -- Cache (outermost layer): a hit skips every other layer. Entries are '<tag>|<json>', where the
 -- tag is the scope generations seen when the value was computed; a writer bumping any of them
@@ -60,7 +70,7 @@ if ARGV[11] == '1' then
   local hm = redis.call('HMGET', KEYS[10], 'hits', 'misses')
   local hits, misses = tonumber(hm[1] or '0'), tonumber(hm[2] or '0')
   redis.call('HSET', KEYS[10], 'hitRate', string.format('%.2f', hits * 100 / (hits + misses)))
-  redis.call('EXPIRE', KEYS[10], 3600)
+  renew(KEYS[10], 3600)
   if body then
     return {'hit', body}
   end

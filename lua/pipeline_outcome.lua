@@ -39,6 +39,16 @@ local function count(field)
   added[field] = added[field] + 1
 end
 
+-- Keys living `ttl` seconds after their last write get the TTL set again only once it has run
+-- down by a tenth (at most a minute), as lua/exactly_once_delivery.lua does for streams: TTL is
+-- a read, EXPIRE a write that the append-only file records every time.
+local function renew(key, ttl)
+  ttl = tonumber(ttl)
+  if redis.call('TTL', key) < ttl - math.min(60, math.floor(ttl / 10)) then
+    redis.call('EXPIRE', key, ttl)
+  end
+end
+
 local audited = false
 local function audit(action, actor, result, reason, metadata, iso)
   redis.call('XADD', KEYS[16], 'MAXLEN', '~', audit_maxlen, '*', 'action', action, 'actor', actor,
@@ -55,6 +65,10 @@ local calls_seen = tonumber(measured[1] or '0')
 local avg = tonumber(measured[2] or '0')
 local last_iso = ''
 local transitions = {}
+-- What this run knows of the breaker's keys, so a stretch of successes reads and resets them
+-- once, not once per call (keys cannot expire while a script runs).
+local streak_clear = false  -- KEYS[4] deleted by this run and not counted up since
+local tripped = nil         -- KEYS[2] exists (nil: not read yet)
 
 for i = 1, n do
   local b = 12 + (i - 1) * 14
@@ -66,8 +80,12 @@ for i = 1, n do
   if breaker then
     if ftype == '' then
       -- Any call that is not a breaker failure resets the consecutive-failure count.
-      redis.call('DEL', KEYS[4])
-      if redis.call('EXISTS', KEYS[2]) == 1 and redis.call('EXISTS', KEYS[1]) == 0 then
+      if not streak_clear then
+        redis.call('DEL', KEYS[4])
+        streak_clear = true
+      end
+      if tripped == nil then tripped = redis.call('EXISTS', KEYS[2]) == 1 end
+      if tripped and redis.call('EXISTS', KEYS[1]) == 0 then
         local s = redis.call('INCR', KEYS[5])
         redis.call('EXPIRE', KEYS[5], 3600)
         if s >= tonumber(ARGV[6]) then
@@ -77,6 +95,7 @@ for i = 1, n do
           if prior > 0 then recovery = math.floor((prior + recovery) / 2) end
           redis.call('HSET', KEYS[11], 'lastRecoveryTime', now - last, 'avgRecoveryTime', recovery)
           redis.call('DEL', KEYS[2], KEYS[3], KEYS[5], KEYS[6], KEYS[7])
+          tripped = false
           count('circuit:' .. event .. ':closed')
           audit('circuit.closed', actor, 'success', 'Recovered after ' .. (now - last) .. 'ms', metadata, iso)
           transition = 'closed'
@@ -93,15 +112,19 @@ for i = 1, n do
       redis.call('SET', KEYS[6], now, 'EX', 3600)
       if redis.call('GET', KEYS[1]) ~= 'OPEN' then
         local half = redis.call('EXISTS', KEYS[2]) == 1
+        tripped = half
         local streak = redis.call('INCR', KEYS[4])
+        streak_clear = false
         redis.call('EXPIRE', KEYS[4], 3600)
         if half or streak >= tonumber(ARGV[3]) then
           local trips = redis.call('INCR', KEYS[2])
+          tripped = true
           local open_ms = math.min(math.floor(tonumber(ARGV[4]) * 1.5 ^ (trips - 1)), tonumber(ARGV[5]))
           redis.call('EXPIRE', KEYS[2], 3600 + math.ceil(open_ms / 1000))
           redis.call('SET', KEYS[1], 'OPEN', 'PX', open_ms)
           redis.call('SET', KEYS[7], now, 'PX', open_ms)
           redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
+          streak_clear = true
           local why = half and 'Half-open trial failed' or ('Circuit opened due to ' .. streak .. ' failures')
           redis.call('LPUSH', KEYS[12], cjson.encode({handler = event, severity = 'HIGH', message = why,
             timestamp = iso, openMs = open_ms}))
@@ -165,48 +188,48 @@ if breaker then
   if s + f > 0 then
     redis.call('HSET', KEYS[11], 'successRate', string.format('%.2f', s * 100 / (s + f)))
   end
-  redis.call('EXPIRE', KEYS[11], 86400)
+  renew(KEYS[11], 86400)
 end
 if #added_order > 0 then
   for _, field in ipairs(added_order) do
     redis.call('HINCRBY', KEYS[10], field, added[field])
   end
-  redis.call('EXPIRE', KEYS[10], 3600)
+  renew(KEYS[10], 3600)
 end
 
 redis.call('HSET', KEYS[13], 'count', calls_seen, 'avgLatency', string.format('%.3f', avg), 'lastCalled', last_iso)
 if ok_calls > 0 then redis.call('HINCRBY', KEYS[13], 'success', ok_calls) end
 if failed_calls > 0 then redis.call('HINCRBY', KEYS[13], 'errors', failed_calls) end
-redis.call('EXPIRE', KEYS[13], 3600)
+renew(KEYS[13], 3600)
 redis.call('HINCRBY', KEYS[14], 'events:total', n)
-redis.call('EXPIRE', KEYS[14], 300)
+renew(KEYS[14], 300)
 
 -- Registry metrics (SPEC §3.9, with §16 row 30: call counters only; Lua owns task counts).
 if ok_calls > 0 then redis.call('HINCRBY', KEYS[15], ARGV[9] .. ':success', ok_calls) end
 if failed_calls > 0 then redis.call('HINCRBY', KEYS[15], ARGV[9] .. ':failure', failed_calls) end
-redis.call('EXPIRE', KEYS[15], 3600)
+renew(KEYS[15], 3600)
 local dm = ARGV[10]
 if dm == 'hook' and ok_calls > 0 then
   redis.call('HINCRBY', KEYS[20], 'processed', ok_calls)
-  redis.call('EXPIRE', KEYS[20], 3600)
+  renew(KEYS[20], 3600)
 elseif dm == 'task' then
   redis.call('HINCRBY', KEYS[20], 'calls', n)
 elseif dm == 'health' then
   redis.call('HSET', KEYS[20], 'lastCheck', now)
-  redis.call('EXPIRE', KEYS[20], 300)
+  renew(KEYS[20], 300)
 elseif dm == 'scaling' then
   redis.call('HINCRBY', KEYS[20], 'instances', n)
-  redis.call('EXPIRE', KEYS[20], 300)
+  renew(KEYS[20], 300)
 end
 
-if audited then redis.call('EXPIRE', KEYS[16], audit_ttl) end
+if audited then renew(KEYS[16], audit_ttl) end
 if hook_calls > 0 then
-  redis.call('EXPIRE', KEYS[17], audit_ttl)
-  redis.call('EXPIRE', KEYS[18], audit_ttl)
+  renew(KEYS[17], audit_ttl)
+  renew(KEYS[18], audit_ttl)
 end
 if cache_sets > 0 then
   redis.call('HINCRBY', KEYS[19], 'sets', cache_sets)
   redis.call('HINCRBY', KEYS[19], 'sets:handler', cache_sets)
-  redis.call('EXPIRE', KEYS[19], 3600)
+  renew(KEYS[19], 3600)
 end
 return transitions

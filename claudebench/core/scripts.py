@@ -139,6 +139,7 @@ async def partition_event(r: Redis, *, partition_key: str, event_id: str, now_ms
 # processes make while a call is on its way; a retry brings more.
 ID_CANDIDATES = 32
 ID_CANDIDATES_RETRY = 128
+_EXACT_IN_LUA = 2**53  # lua/task_create.lua computes candidate ids in doubles: exact below this
 
 
 @dataclass(frozen=True)
@@ -159,13 +160,14 @@ async def task_create(
 ) -> tuple[str | None, int]:
     """Create the task as `t-<n>`, n the first of number .. number+candidates-1 above the last id
     handed out, and publish `event` with its id. Returns (id, n) or (None, next number to try)."""
-    ids = [f"t-{n}" for n in range(number, number + candidates)]
+    if number + candidates > _EXACT_IN_LUA:
+        raise HandlerError("Task id space exhausted")  # the script does arithmetic on doubles
     reply = await evalsha(
         r, "task_create",
         [keys.PENDING_TASKS, keys.TASK_ID_COUNTER, keys.METRICS_QUEUES, keys.processed_event(event.event_id),
-         keys.stream(event.event_type), *map(keys.task, ids)],
+         keys.stream(event.event_type), *(keys.task(f"t-{n}") for n in range(number, number + candidates))],
         [text, priority, created_at, metadata, now_ms, event.before, event.after, keys.channel(event.event_type),
-         stream_maxlen, stream_ttl_s, marker_ttl_s, *ids],
+         stream_maxlen, stream_ttl_s, marker_ttl_s, number],
     )
     if reply[0] == 1:
         return reply[1], int(reply[1][2:])

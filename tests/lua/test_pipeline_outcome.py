@@ -4,7 +4,10 @@ mean, audit and hook entries in order, cache writes)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+import pytest
 
 from claudebench.core import keys, scripts
 
@@ -88,3 +91,37 @@ async def test_calls_of_one_handler_share_a_script_run_and_order_is_kept(redis):
     measured = await redis.hgetall(keys.metrics_events(EVENT))
     assert measured["count"] == str(len(many)) and measured["success"] == str(len(many))
     assert await redis.hget(keys.METRICS_COUNTERS, f"circuit:{EVENT}:success") == str(len(many))
+
+
+_RECOVERY = [outcome(n=0), outcome(n=1), outcome(n=2), outcome(n=3),  # the third success closes it
+             outcome(n=4, ok=False, failure_type="error"), outcome(n=5)]  # a success ends that streak
+_RETRIP = [*_RECOVERY, *(outcome(n=i, ok=False, failure_type="error") for i in range(6, 9)),  # opened
+           outcome(n=9)]  # while open: counted as a success, no recovery
+
+
+@pytest.mark.parametrize("seq", [_RECOVERY, _RETRIP], ids=["recovery", "recovery-then-trip"])
+async def test_a_half_open_breaker_closes_and_trips_again_within_one_run_as_call_by_call(redis, seq):
+    """The run keeps what it knows of the breaker's keys between calls (it resets the failure
+    streak and reads the trip record once for a stretch of successes): recovery, a new streak and
+    a new trip inside one run must still leave what one script per call leaves."""
+
+    async def half_open() -> None:  # a trip on record, its open window over
+        await redis.set(keys.circuit(EVENT, "trips"), "1", ex=3600)
+        await redis.set(keys.circuit(EVENT, "lastFailure"), "1", ex=3600)
+
+    await half_open()
+    one_by_one = [await scripts.pipeline_outcome(redis, **o) for o in seq]
+    expected = await snapshot(redis)
+    await redis.flushdb()
+    await half_open()
+    together = await scripts.pipeline_outcome_batch(redis, seq)
+    assert together == one_by_one
+    assert together[2] == "closed" and together.count("opened") == (seq is _RETRIP)
+    assert _no_clock(await snapshot(redis)) == _no_clock(expected)
+
+
+def _no_clock(state: dict[str, Any]) -> dict[str, Any]:
+    """The recovery entry's reason holds a time measured on the Redis clock: blank its figure."""
+    entries = state.get(keys.AUDIT_GENERAL, [])
+    state[keys.AUDIT_GENERAL] = [{**e, "reason": re.sub(r"\d+ms", "<ms>", e["reason"])} for e in entries]
+    return state

@@ -23,13 +23,12 @@ def lua(redis, name: str):
 
 async def create(redis, number: int, *, text: str = "t", priority: int = 50, metadata: str = "{}",
                  candidates: int = 1, event_id: str | None = None):
-    ids = [f"t-{n}" for n in range(number, number + candidates)]
     event_id = event_id or f"evt-create-{number}"
     return await lua(redis, "task_create")(
         keys=[keys.PENDING_TASKS, keys.TASK_ID_COUNTER, keys.METRICS_QUEUES, keys.processed_event(event_id),
-              keys.stream("task.created"), *map(keys.task, ids)],
+              keys.stream("task.created"), *(keys.task(f"t-{n}") for n in range(number, number + candidates))],
         args=[text, priority, NOW_ISO, metadata, 1_767_225_600_000, f'{{"id":"{event_id}","payload":{{"id":"', '"}}',
-              keys.channel("task.created"), 100, 60, 60, *ids],
+              keys.channel("task.created"), 100, 60, 60, number],
     )
 
 
@@ -386,3 +385,26 @@ async def test_task_update_reopening_an_assigned_task_puts_it_back_on_its_instan
     await update(redis, "t-1", {"status": "in_progress"}, assignee="w-1")  # still once
     assert await redis.lrange(keys.instance_queue("w-1"), 0, -1) == ["t-1"]
     assert await redis.zscore(keys.PENDING_TASKS, "t-1") is None
+
+
+async def test_task_create_renews_the_stream_ttl_only_once_it_ran_down(redis):
+    assert (await create(redis, 900))[0] == 1
+    stream = keys.stream("task.created")
+    assert 0 < await redis.ttl(stream) <= 60
+    await redis.expire(stream, 57)  # down by less than a tenth (6 s): left alone
+    assert (await create(redis, 901))[0] == 1
+    assert await redis.ttl(stream) <= 57
+    await redis.expire(stream, 30)  # down by more: renewed to the full TTL
+    assert (await create(redis, 902))[0] == 1
+    assert await redis.ttl(stream) > 57
+
+
+async def test_task_create_refuses_ids_past_exact_double_range(redis):
+    from claudebench.core import bus
+
+    event_id, before, after = bus.template("task.created", {"id": ""}, "id")
+    with pytest.raises(HandlerError, match="exhausted"):
+        await scripts.task_create(redis, number=2**53 - 8, text="x", priority=1, created_at=NOW_ISO, metadata="{}",
+                                  now_ms=1, event=scripts.EventTemplate(event_id, "task.created", before, after),
+                                  stream_maxlen=100, stream_ttl_s=60, marker_ttl_s=60)
+    assert await redis.exists(keys.TASK_ID_COUNTER, keys.PENDING_TASKS) == 0
