@@ -25,7 +25,10 @@ def worker_env(**extra: str) -> dict[str, str]:
            "CB_SUBSCRIPTION_MODULES": "tests.events.sample_subscribers",
            "CB_BUS_BLOCK_MS": "50", "CB_BUS_DISCOVER_INTERVAL_MS": "100", "CB_BUS_CLAIM_INTERVAL_MS": "100",
            "CB_BUS_CLAIM_IDLE_MS": "500", "CB_BUS_RETRY_DELAY_MS": "20", "CB_BUS_TRANSIENT_BACKOFF_MAX_MS": "300",
-           "CB_BUS_STATS_INTERVAL_S": "1", "CB_PG_POOL_TIMEOUT": "1", "CB_PG_POOL_MIN": "1"}
+           "CB_BUS_STATS_INTERVAL_S": "1", "CB_PG_POOL_TIMEOUT": "1", "CB_PG_POOL_MIN": "1",
+           # A worker that will not stop is sent SIGABRT (Worker.stop): faulthandler then writes
+           # where every thread of it was into its log.
+           "PYTHONFAULTHANDLER": "1"}
     env.update(extra)
     return env
 
@@ -46,13 +49,21 @@ class Worker:
             self.proc.send_signal(sig)
 
     def stop(self, timeout_s: float = 20.0) -> int:
+        """SIGTERM, then the exit code. A worker still running after `timeout_s` fails the test
+        with the tail of its log, which ends with faulthandler's traceback of every thread."""
         self.signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise
+            self.signal(signal.SIGABRT)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            tail = self.output()[-8000:]
+            raise AssertionError(f"{' '.join(self.proc.args[2:])} did not stop within {timeout_s}s of SIGTERM; "
+                                 f"its log ends:\n{tail}") from None
 
     def close(self) -> None:
         if self.proc.poll() is None:
