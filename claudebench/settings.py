@@ -89,8 +89,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CHANNEL_LAYERS = {
     "default": {
-        # The core layer, not pubsub: runworker's named channels need queued, one-consumer delivery.
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        # channels_redis's core layer (not pubsub: runworker's named channels need queued,
+        # one-consumer delivery), whose receive a stopping runworker can end in a second.
+        "BACKEND": "events.channel_layer.BackgroundChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL], "prefix": "cb:channels", "channel_capacity": {"cb-background*": 10_000}},
     }
 }

@@ -27,10 +27,13 @@ from claudebench.core import pipeline
 from claudebench.core.pipeline import CallMeta
 from claudebench.core.schema import validate_input
 from events import outbox
+from events.channel_layer import BackgroundChannelLayer
 
 log = logging.getLogger("claudebench.events.background")
 
 MESSAGE_TYPE = "cb.run"
+STOP_RUNS_S = 30.0  # a stopping worker waits this long for the runs it started
+STOP_RECEIVE_S = 5.0  # ... and this long for its last receive (one BZPOPMIN, ≤ 1 s) and bookkeeping
 
 
 async def hand_off(event: str, params: Any, meta: CallMeta) -> bool:
@@ -73,34 +76,11 @@ class _Runner:
         self.done = 0
         self.handback: list[dict[str, Any]] = []  # taken from the channel, not started: sent back on stop
         self.queue: asyncio.Queue | None = None  # runworker's in-process queue of messages it already took
-        self.receiving = 0
-        self.idle = asyncio.Event()  # no receive under way
-        self.idle.set()
-        self._wrap_receive(get_channel_layer())
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGTERM, self.on_term)
         log.info("background worker ready channel=%s concurrency=%d", settings.CB_BACKGROUND_CHANNEL,
                  settings.CB_BACKGROUND_CONCURRENCY)
-
-    def _wrap_receive(self, layer) -> None:
-        """runworker's listener takes messages as fast as the channel gives them; once stopping it
-        takes no more, and `finish` waits for a receive already under way (its message is kept)."""
-        original = layer.receive
-
-        async def receive(channel: str):
-            if self.stopping:
-                await asyncio.Event().wait()  # never: the process is leaving
-            self.receiving += 1
-            self.idle.clear()
-            try:
-                return await original(channel)
-            finally:
-                self.receiving -= 1
-                if not self.receiving:
-                    self.idle.set()
-
-        layer.receive = receive
 
     async def start(self, message: dict[str, Any]) -> None:
         await self.gate.acquire()
@@ -123,19 +103,23 @@ class _Runner:
         if self.stopping:
             raise SystemExit(1)  # second signal: stop waiting
         self.stopping = True
+        layer = get_channel_layer()
+        if isinstance(layer, BackgroundChannelLayer):
+            layer.close_receive()  # the receive under way ends at its next empty BZPOPMIN (≤ 1 s)
         asyncio.get_running_loop().create_task(self.finish())
 
     async def finish(self) -> None:
         """SIGTERM: take nothing more from the channel, let the runs in flight finish, put the
         messages taken but not started back on the channel for another worker, exit 0."""
         if self.running:
-            await asyncio.wait(set(self.running), timeout=30)
-        with contextlib.suppress(TimeoutError):  # a BZPOPMIN under way returns a message or times out
-            await asyncio.wait_for(self.idle.wait(), 10)
+            await self._within(asyncio.wait(set(self.running)), STOP_RUNS_S, "runs in flight")
+        layer = get_channel_layer()
+        if isinstance(layer, BackgroundChannelLayer):
+            # A message the last BZPOPMIN popped has reached the listener; its backup entry is cleared.
+            await self._within(layer.receive_settled(), STOP_RECEIVE_S, "the receive under way")
         for _ in range(3):
             await asyncio.sleep(0)  # a message held by the application loop moves to handback
         handed = 0
-        layer = get_channel_layer()
         while True:
             while self.queue is not None and not self.queue.empty():
                 self.handback.append(self.queue.get_nowait())
@@ -145,9 +129,17 @@ class _Runner:
             for message in batch:
                 await layer.send(settings.CB_BACKGROUND_CHANNEL, message)
             handed += len(batch)
+        await self._within(pipeline.settle(), STOP_RECEIVE_S, "the runs' bookkeeping")  # breaker, audit
         await outbox.close()  # what this worker's runs published through the bus's buffer
         log.info("background worker stopped runs=%d handed_back=%d", self.done, handed)
         raise SystemExit(0)
+
+    @staticmethod
+    async def _within(awaitable, seconds: float, what: str) -> None:
+        try:
+            await asyncio.wait_for(awaitable, seconds)
+        except TimeoutError:
+            log.warning("background worker stopping: gave up waiting for %s after %.0fs", what, seconds)
 
 
 _runner: _Runner | None = None
