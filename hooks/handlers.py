@@ -94,7 +94,19 @@ async def _pre_tool_prepare(ctx: Ctx, data: PreToolIn) -> Prepared:
 
 
 async def _parts_written(published: Awaitable[Any], recorded: Awaitable[bool]) -> tuple[bool, ...]:
-    delivery, wrote = await asyncio.gather(published, recorded)
+    # Both replies come in the admission's batch, in this order, so awaiting one after the other
+    # waits no longer than gather would, and makes no task per part. Each is awaited even when
+    # the other failed (a NOSCRIPT reload happens when its reply is awaited).
+    results: list[Any] = []
+    error: Exception | None = None
+    for part in (published, recorded):
+        try:
+            results.append(await part)
+        except Exception as exc:
+            error = error or exc
+    if error is not None:
+        raise error
+    delivery, wrote = results
     return delivery[0] != 2, wrote  # 2: the publish found no gate
 
 
