@@ -68,8 +68,9 @@ def _pre_tool_event(data: PreToolIn, instance_id: str, answer: dict[str, Any]) -
 
 
 async def _pre_tool_prepare(ctx: Ctx, data: PreToolIn) -> Prepared:
-    """Decide before the admission (the rules are in memory), so the validator's records and the
-    event go in the admission's round trip: Claude Code waits for every pre-tool answer (B2)."""
+    """Decide while the admission is on its way (the rules are in memory), so the validator's
+    records and the event go in the admission's round trip: Claude Code waits for every pre-tool
+    answer (B2)."""
     r, instance_id = ctx.redis, _instance(ctx, data.instance_id)
     decision, records = await validator.decide(r, data.tool, data.params)
     answer = decision.wire()

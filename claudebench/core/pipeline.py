@@ -9,9 +9,10 @@ The layers of SPEC §3.2 step 5 live in core/layers/, one module each. Redis wor
   counters, measured and audit entries, the cache write;
 - a mutating handler whose cache scopes have a cached reader also bumps those scopes (one INCR)
   before it answers, so no later read is served a stale entry;
-- a handler declared with `prepare` (hook.pre_tool) does its deciding before the admission and
-  queues its writes right behind it, gated on the admission letting the call through
-  (lua/gated_writes.lua): one round trip for the whole call (Prepared).
+- a handler declared with `prepare` (hook.pre_tool) has its admission sent at once, does its
+  deciding while Redis runs it, and queues its writes right behind it on the connection, gated
+  on the admission letting the call through (lua/gated_writes.lua): one round trip for the
+  whole call, part of the handler's work overlapping it (Prepared).
 Layer order as SPEC §3.2: a cache hit skips everything else; a rate-limit rejection never reaches
 the breaker; an open breaker answers the fallback (read-only handlers, hooks) or -32001. Two
 departures, both from issue 4: a timeout counts as a breaker failure, and fallbacks are never
@@ -31,7 +32,7 @@ import orjson
 from django.conf import settings
 from pydantic import BaseModel, ValidationError
 
-from claudebench.core import bus, keys, metrics, registry
+from claudebench.core import bus, keys, metrics, redis_mux, registry
 from claudebench.core.clock import event_id, now_ms
 from claudebench.core.errors import CbError, HandlerError, InvalidParams, MethodNotFound
 from claudebench.core.layers import admission, cache, circuit, limits_of, outcome, rate_limit, timeout
@@ -143,17 +144,25 @@ async def call(event: str, params: Any, meta: CallMeta | None = None) -> dict[st
     ctx = Ctx(spec=spec, meta=meta)
     lim = limits_of(spec)
     digest = cache.digest(wire_in) if cache.cached(spec) else None
-    prepared = await _prepare(ctx, data) if spec.prepare is not None else None
-    gate = keys.gate(ctx.event_id) if prepared is not None else None
+    gate = keys.gate(ctx.event_id) if spec.prepare is not None else None
     pending = admission.admit_soon(ctx, wire_in, lim, digest, gate)
-    if prepared is not None:
-        try:
-            prepared.start(gate)  # queued behind the admission: the same write, one round trip
-            ctx.prepared = prepared
-        except Exception:  # nothing of it was queued: the body does it the ordinary way
-            log.warning("gated writes of %s could not be queued", spec.event, exc_info=True)
-            prepared = None
+    prepared = None
+    if gate is not None:
+        # The admission goes out now and Redis runs it while the handler prepares; its gated
+        # writes follow it on the connection, so they still run after it (and only if it set
+        # the gate), and the call still waits for one round trip.
+        redis_mux.of(get_redis()).flush()
+        prepared = await _prepare(ctx, data)
+        if prepared is not None:
+            try:
+                prepared.start(gate)
+                ctx.prepared = prepared
+            except Exception:  # nothing of it was queued: the body does it the ordinary way
+                log.warning("gated writes of %s could not be queued", spec.event, exc_info=True)
+                prepared = None
     admitted = await pending
+    if gate is not None and prepared is None and admitted.verdict == "ok":
+        await redis_mux.of(get_redis()).execute("DEL", gate)  # nothing rides on it (it would live 10 s)
     if admitted.verdict != "ok":
         if prepared is not None:
             await prepared.abandon()  # the gate was not set: nothing of it was written
@@ -174,8 +183,9 @@ class Prepared:
 
     `send(gate)` queues the writes, each part gated on the key the admission sets when it lets
     the call through, and returns an awaitable of one flag per part (True: written). The pipeline
-    starts them right behind the admission, so the call costs one round trip instead of two, and
-    a refused call writes nothing. The body awaits `written()`: a part that found no gate (the
+    sends the admission first, calls `prepare` while Redis runs it, and starts the writes right
+    behind it on the connection, so the call costs one round trip instead of two, and a refused
+    call writes nothing. The body awaits `written()`: a part that found no gate (the
     admission itself had to be sent again after a script flush, so it ran behind them) is written
     then by `resend(flags)`, ungated, since the call was let through."""
 

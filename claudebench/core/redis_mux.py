@@ -169,6 +169,11 @@ class Multiplexer:
             self.loop.call_soon(self._flush)
         return fut
 
+    def flush(self) -> None:
+        """Write what is queued now rather than at the end of this loop turn: for a caller that
+        has CPU work to do before it awaits its reply, so Redis runs the command meanwhile."""
+        self._flush()
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         if not self._queued:

@@ -86,6 +86,7 @@ async def test_when_deciding_early_fails_the_call_takes_the_ordinary_path(call, 
     assert await call("hook.pre_tool", LS) == {"allow": True}
     assert failed and len(await stream_events("hook.pre_tool.executed")) == 1
     assert len(await decisions(redis)) == 1
+    assert await no_gates_left(redis)  # the admission had been sent asking for one
 
 
 async def test_gated_writes_do_nothing_without_their_gate_and_once_with_it(redis):

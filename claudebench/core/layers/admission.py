@@ -16,7 +16,7 @@ from claudebench.core.registry import Limits
 from claudebench.core.scripts import Admission
 
 # How long a let-through call's gate lives when its gated writes never arrive (a dropped
-# connection): they are normally in the same write as the admission.
+# connection): they normally follow the admission on the connection within microseconds.
 GATE_TTL_MS = 10_000
 
 
