@@ -42,11 +42,16 @@ def ms_from_dt(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
+# Byte value -> base36 character (b % 36): random bytes become base36 text in one C call. 256 is
+# not a multiple of 36, so '0'-'3' come up 8/256 of the time and the rest 7/256: 5.168 bits of
+# entropy a character instead of 5.170, for ids that need to be unique, not secret.
+_BYTE_TO_BASE36 = bytes(ord(_BASE36[b % 36]) for b in range(256))
+
+
 def random_base36(length: int) -> str:
-    # Ids need uniqueness, not secrecy: the module's generator is
-    # seeded from the OS at start and again in every forked child, and costs no system call
-    # (several ids per request).
-    return "".join(random.choices(_BASE36, k=length))
+    # The module's generator is seeded from the OS at start and again in every forked child, and
+    # costs no system call (several ids per request).
+    return random.randbytes(length).translate(_BYTE_TO_BASE36).decode()
 
 
 def event_id(ms: int | None = None) -> str:

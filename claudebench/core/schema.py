@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
@@ -91,9 +92,18 @@ def _find_unstorable(value: Any, path: list) -> tuple[list, str] | None:
     return None
 
 
+def _storable(params: Any) -> bool:
+    """True when no string in `params` can be unstorable, known in one C call: orjson writes a NUL
+    as \\u0000 and refuses a lone surrogate (or anything else unusual, which the walk then sees)."""
+    try:
+        return b"\\u0000" not in orjson.dumps(params)
+    except TypeError:
+        return False
+
+
 def validate_input(model: type[Schema], params: Any) -> Schema:
     """Validate wire params against a handler's input model, or raise InvalidParams (-32602)."""
-    found = _find_unstorable(params, [])
+    found = None if _storable(params) else _find_unstorable(params, [])
     if found:
         path, problem = found
         name = ".".join(str(p) for p in path) or "params"

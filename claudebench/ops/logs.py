@@ -8,8 +8,8 @@ Readable `key=value` text by default; one JSON object per line when CB_LOG_JSON=
 other logger's records are JSON too).
 
 They are written at least twice per request, so they are cheap: in text mode the two lines are
-rendered here (the same `key='value'` text structlog's KeyValueRenderer makes) and handed to the
-stdlib logger without structlog's processor chain, and the console handler buffers its writes
+rendered here with one f-string each (the same `key='value'` text structlog's KeyValueRenderer
+makes) and handed to the stdlib logger without structlog's processor chain, and the console handler buffers its writes
 (BufferedStreamHandler: one write per 50 ms or 64 KiB instead of one per line; logging.shutdown() flushes it at exit).
 The request id comes from REQUEST_ID, set by the front (ops/front.py) for every request.
 """
@@ -121,12 +121,6 @@ def _flusher(ref: weakref.ref[BufferedStreamHandler]) -> None:
         del handler
 
 
-def _kv(event: str, fields: dict[str, Any]) -> str:
-    parts = [f"event={event!r}"]
-    parts += [f"{key}={value!r}" for key, value in fields.items() if value is not None]
-    return " ".join(parts)
-
-
 def _console_only(logger: logging.Logger) -> BufferedStreamHandler | None:
     """The buffered console handler when it is the one place an INFO record of `logger` goes,
     with nothing that could change or drop the record on the way (no filters, no other handler:
@@ -146,16 +140,21 @@ def _console_only(logger: logging.Logger) -> BufferedStreamHandler | None:
     return found
 
 
-def _emit(logger: logging.Logger, structured: Any, event: str, fields: dict[str, Any]) -> None:
+def _emit_json(structured: Any, event: str, fields: dict[str, Any]) -> None:
     rid = REQUEST_ID.get()
     if rid is not None:
         fields["request_id"] = rid
-    if JSON:
-        structured.info(event, **fields)
-        return
-    message = _kv(event, fields)
-    # Twice per request: when the line can only end up on the console, render it here and queue
-    # it, skipping the LogRecord and the handler chain (same text, a fraction of the cost).
+    structured.info(event, **fields)
+
+
+def _emit_text(logger: logging.Logger, message: str) -> None:
+    """One text line `event='…' key=repr(value) …` (the text structlog's KeyValueRenderer makes;
+    the two lines below render it with one f-string each, fields that are None left out). Twice
+    per request: when the line can only end up on the console, render it here and queue it,
+    skipping the LogRecord and the handler chain (same text, a fraction of the cost)."""
+    rid = REQUEST_ID.get()
+    if rid is not None:
+        message = f"{message} request_id={rid!r}"
     handler = _console_only(logger)
     formatter = handler.formatter if handler is not None else None
     line = formatter.plain_line(logger.name, message) if isinstance(formatter, Formatter) else None
@@ -211,8 +210,22 @@ def configure(logging_dict: dict[str, Any], *, json: bool, request_level: str) -
             wrapper_class=structlog.stdlib.BoundLogger, cache_logger_on_first_use=True)
 
 
-def access(**fields: Any) -> None:
-    _emit(ACCESS, _access, "request", fields)
+def access(*, method: str, path: str, status: int, duration_ms: float | None = None, client: str | None = None,
+           actor: str | None = None) -> None:
+    """The per-request line (the front checks ACCESS.isEnabledFor(INFO) first); None fields are
+    left out."""
+    if JSON:
+        _emit_json(_access, "request", {"method": method, "path": path, "status": status,
+                                        "duration_ms": duration_ms, "client": client, "actor": actor})
+        return
+    message = f"event='request' method={method!r} path={path!r} status={status!r}"
+    if duration_ms is not None:
+        message = f"{message} duration_ms={duration_ms!r}"
+    if client is not None:
+        message = f"{message} client={client!r}"
+    if actor is not None:
+        message = f"{message} actor={actor!r}"
+    _emit_text(ACCESS, message)
 
 
 def task_id(wire_in: Any, out: Any) -> str | None:
@@ -225,20 +238,36 @@ def task_id(wire_in: Any, out: Any) -> str | None:
     return None
 
 
+_scopes: Any = None  # claudebench.security.scopes, imported on first use (this module loads with settings)
+
+
 def call(ctx, *, outcome: str, seconds: float, wire_in: Any = None, out: Any = None, code: int | None = None) -> None:
     """The per-call line (the pipeline checks CALLS.isEnabledFor(INFO) first)."""
-    from claudebench.security.scopes import as_principal, current
+    global _scopes
+    if _scopes is None:
+        from claudebench.security import scopes
 
-    principal = as_principal(ctx.meta.principal) or current.get()
-    fields: dict[str, Any] = {
-        "handler": ctx.spec.event, "event_id": ctx.event_id, "actor": ctx.actor,
-        "transport": ctx.meta.transport, "duration_ms": round(seconds * 1000, 3), "outcome": outcome,
-    }
-    if principal is not None:
-        fields["principal"] = principal.actor
+        _scopes = scopes
+    principal = _scopes.as_principal(ctx.meta.principal) or _scopes.current.get()
+    duration_ms = round(seconds * 1000, 3)
     tid = task_id(wire_in, out)
+    if JSON:
+        fields: dict[str, Any] = {"handler": ctx.spec.event, "event_id": ctx.event_id, "actor": ctx.actor,
+                                  "transport": ctx.meta.transport, "duration_ms": duration_ms, "outcome": outcome}
+        if principal is not None:
+            fields["principal"] = principal.actor
+        if tid:
+            fields["task_id"] = tid
+        if code is not None:
+            fields["code"] = code
+        _emit_json(_calls, "handler_call", fields)
+        return
+    message = (f"event='handler_call' handler={ctx.spec.event!r} event_id={ctx.event_id!r} actor={ctx.actor!r} "
+               f"transport={ctx.meta.transport!r} duration_ms={duration_ms!r} outcome={outcome!r}")
+    if principal is not None:
+        message = f"{message} principal={principal.actor!r}"
     if tid:
-        fields["task_id"] = tid
+        message = f"{message} task_id={tid!r}"
     if code is not None:
-        fields["code"] = code
-    _emit(CALLS, _calls, "handler_call", fields)
+        message = f"{message} code={code!r}"
+    _emit_text(CALLS, message)

@@ -47,13 +47,13 @@ def bearer(scope) -> str | None:
 
 
 async def authenticate(scope) -> Principal:
-    from claudebench.core.redis import get_redis
-    from claudebench.security import tokens
-
     client = scope.get("client")
     loopback = is_loopback(client[0] if client else None)
     token = bearer(scope)
     if token is not None:
+        from claudebench.core.redis import get_redis
+        from claudebench.security import tokens
+
         state = await tokens.lookup(get_redis(), token) if token else None
         if state is None:
             raise NotAuthenticated("Invalid or revoked token", data="the bearer token is unknown, malformed or revoked")

@@ -9,6 +9,7 @@ import orjson
 from django.conf import settings
 
 from claudebench.core.errors import ParseError
+from claudebench.security.edge import check_depth, too_deep
 
 JSON_TYPE = (b"content-type", b"application/json")
 
@@ -57,8 +58,6 @@ def parse_json(body: bytes) -> Any:
     cannot be stored, which input validation answers with -32602 naming the field. So they are
     parsed again with the standard library (strict about constants, depth bounded by recursion).
     """
-    from claudebench.security.edge import check_depth, too_deep
-
     try:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
