@@ -160,22 +160,27 @@ async def call(event: str, params: Any, meta: CallMeta | None = None) -> dict[st
             except Exception:  # nothing of it was queued: the body does it the ordinary way
                 log.warning("gated writes of %s could not be queued", spec.event, exc_info=True)
                 prepared = None
-    admitted = await pending
-    if gate is not None and prepared is None and admitted.verdict == "ok":
-        await redis_mux.of(get_redis()).execute("DEL", gate)  # nothing rides on it (it would live 10 s)
-    if admitted.verdict != "ok":
-        if prepared is not None:
-            await prepared.abandon()  # the gate was not set: nothing of it was written
-        return _refused(ctx, data, lim, admitted)
-    started = time.perf_counter()
     try:
-        out = _output(spec, await timeout.run(ctx, data, lim.timeout_ms))
-    except Exception as exc:
-        await _after(ctx, lim, exc=exc, started=started, digest=None, tag="", wire_in=wire_in, out=None)
-        raise
-    await _after(ctx, lim, exc=None, started=started, digest=digest, tag=admitted.tag,
-                 wire_in=wire_in, out=out)
-    return out
+        admitted = await pending
+        if gate is not None and prepared is None and admitted.verdict == "ok":
+            await redis_mux.of(get_redis()).execute("DEL", gate)  # nothing rides on it (it would live 10 s)
+        if admitted.verdict != "ok":
+            if prepared is not None:
+                await prepared.abandon()  # the gate was not set: nothing of it was written
+            return _refused(ctx, data, lim, admitted)
+        started = time.perf_counter()
+        try:
+            out = _output(spec, await timeout.run(ctx, data, lim.timeout_ms))
+        except Exception as exc:
+            await _after(ctx, lim, exc=exc, started=started, digest=None, tag="", wire_in=wire_in, out=None)
+            raise
+        await _after(ctx, lim, exc=None, started=started, digest=digest, tag=admitted.tag,
+                     wire_in=wire_in, out=out)
+        return out
+    finally:
+        # Prepared's closures hold ctx: left in place, every call would leave a reference cycle
+        # (about 24 objects) for the collector to find, a collection every ~30 calls.
+        ctx.prepared = None
 
 
 class Prepared:

@@ -89,6 +89,27 @@ async def test_when_deciding_early_fails_the_call_takes_the_ordinary_path(call, 
     assert await no_gates_left(redis)  # the admission had been sent asking for one
 
 
+async def test_a_call_leaves_no_reference_cycle_behind(call):
+    """Prepared's closures hold the call's Ctx, and the Ctx held the Prepared: every call left a
+    cycle of ~24 objects, so the collector ran every ~30 calls (each run a stall of B2's tail)."""
+    import gc
+
+    from claudebench.core.pipeline import Ctx, Prepared
+
+    await call("hook.pre_tool", LS)  # first-call caches out of the way
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for n in range(3):
+            assert await call("hook.pre_tool", {**LS, "sessionId": f"s-cycle-{n}"}) == {"allow": True}
+        gc.collect()
+        left = [o for o in gc.garbage if isinstance(o, Ctx | Prepared)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert left == []
+
+
 async def test_gated_writes_do_nothing_without_their_gate_and_once_with_it(redis):
     commands = [("SET", "cb:test:gated:a", "1", "EX", 60), ("HINCRBY", "cb:test:gated:h", "n", 2),
                 ("EXPIRE", "cb:test:gated:h", 60)]
