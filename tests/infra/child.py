@@ -21,17 +21,19 @@ def say(line: str) -> None:
 
 def main() -> None:
     name, flags = sys.argv[1], set(sys.argv[2:])
-    say(f"child {name} pid={os.getpid()} instance={os.environ.get('INSTANCE_ID', '')}")
-    if "--crash" in flags:
-        sys.exit(3)
-    if "--grandchild" in flags:
-        subprocess.Popen([sys.executable, "-m", "tests.infra.child", f"{name}-grandchild", "--ignore-term"])
 
     def on_term(signum: int, _frame: object) -> None:
         say(f"child {name} stopping")
         sys.exit(0)
 
+    # Before the first line: a test signals as soon as it has seen it, and a SIGTERM arriving
+    # before the handler would end the child silently.
     signal.signal(signal.SIGTERM, signal.SIG_IGN if "--ignore-term" in flags else on_term)
+    say(f"child {name} pid={os.getpid()} instance={os.environ.get('INSTANCE_ID', '')}")
+    if "--crash" in flags:
+        sys.exit(3)
+    if "--grandchild" in flags:
+        subprocess.Popen([sys.executable, "-m", "tests.infra.child", f"{name}-grandchild", "--ignore-term"])
     while True:
         signal.pause()
 
