@@ -9,9 +9,10 @@ other logger's records are JSON too).
 
 They are written at least twice per request, so they are cheap: in text mode the two lines are
 rendered here with one f-string each (the same `key='value'` text structlog's KeyValueRenderer
-makes) and handed to the stdlib logger without structlog's processor chain, and the console handler buffers its writes
-(BufferedStreamHandler: one write per 50 ms or 64 KiB instead of one per line; logging.shutdown() flushes it at exit).
-The request id comes from REQUEST_ID, set by the front (ops/front.py) for every request.
+makes) and handed to the stdlib logger without structlog's processor chain, and the console
+handler buffers its writes (BufferedStreamHandler: one write per 50 ms or 64 KiB instead of one
+per line; logging.shutdown() flushes it at exit). The request id comes from REQUEST_ID, set by
+the front (ops/front.py) for every request.
 """
 
 from __future__ import annotations
