@@ -3,9 +3,9 @@ lua/pipeline_outcome.lua, off the request path: the answer never waits for it.
 
 Each event loop has one writer task. Calls append their outcome to its buffer; the writer waits
 CB_PIPELINE_OUTCOME_DELAY_MS (default 0: not at all), sends everything buffered in one pipelined
-round trip, in call order, then takes what was buffered meanwhile as the next batch. Consecutive calls of one handler in a batch share one script
-run (at most scripts.OUTCOME_RUN_MAX): it walks the breaker and writes the audit entries call by
-call, and writes each counter once with the sum. So a burst of N calls costs far fewer than N
+round trip, in call order, then takes what was buffered meanwhile as the next batch. Consecutive
+calls of one handler in a batch share one script run (at most scripts.OUTCOME_RUN_MAX): it walks
+the breaker and writes the audit entries call by call, and writes each counter once with the sum. So a burst of N calls costs far fewer than N
 extra round trips and Redis writes, and one client's sequential calls reach the breaker in the
 order they finished. `settle()` waits until the buffer is empty (tests,
 shutdown).
